@@ -1,0 +1,5 @@
+"""`python -m station` is the `station` command."""
+
+from station.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,347 @@
+"""Station configuration: TOML in, a validated `Config` out (SPEC §3).
+
+Every key has a default except `track.length_m`; unknown keys and impossible values are
+`ConfigError`s that name the key (`gates[1].position_m`, `cameras[0].covers_m`, ...), so a
+coach editing the file sees exactly what to fix. The project's own keys (pins, web, buzzer)
+live next to SPEC's and follow the same rules.
+
+To add a key: add it to the table's schema below (name -> (type, default)), then read it from
+the dataclass. Nothing else parses the TOML.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REQUIRED = object()  # marks a key with no default
+
+# A schema is {key: (accepted python types, default)}. bool is excluded from numbers on purpose:
+# TOML `true` must not pass as `length_m = 1`.
+NUM = (int, float)
+
+TRACK_SCHEMA = {"length_m": (NUM, REQUIRED)}
+GATE_SCHEMA = {
+    "id": (str, REQUIRED),
+    "position_m": (NUM, REQUIRED),
+    # GPIO wiring of this gate's beam receiver (BCM numbering); no pin means no beam here.
+    "pin": ((int, type(None)), None),
+    "pull_up": (bool, True),
+    # Level that means "beam broken". Most receivers pull the output low when the beam is
+    # broken ("NPN, normally open"); with pull_up=true that is active-low, gpiozero's default.
+    "active_state": ((bool, type(None)), None),
+}
+CAMERA_SCHEMA = {
+    "id": (str, REQUIRED),
+    "gate": (str, REQUIRED),
+    "covers_m": (list, REQUIRED),
+    "looks": (str, REQUIRED),
+    # picamera2 camera number, capture size and rate; ignored by the fake camera.
+    "index": (int, 0),
+    "width": (int, 1280),
+    "height": (int, 720),
+    "fps": (NUM, 10),
+}
+RUNNER_SCHEMA = {"bib": (int, REQUIRED), "name": (str, "")}
+LAPS_SCHEMA = {"min_lap_s": (NUM, 20), "max_lap_s": (NUM, 900)}
+SAFETY_SCHEMA = {"spotter_lead_s": (NUM, 2), "spotter_timeout_s": (NUM, 5)}
+PASSES_SCHEMA = {
+    # Breaks shorter than this are rain drops and insects, not bodies.
+    "glitch_ms": (NUM, 6),
+    # Breaks closer than this belong to one body (arms, legs, torso of one runner).
+    "merge_ms": (NUM, 250),
+    # A beam broken this long is a fault (someone standing in it), not a pass.
+    "blocked_after_s": (NUM, 10),
+}
+HARDWARE_SCHEMA = {
+    # gpiozero pin factory: "lgpio" (Pi 5, and works on older Pis), "rpigpio" (Pi 4 and
+    # older), or "mock" (simulation and tests). Named here so a missing GPIO chip is an error
+    # at start-up, never a silent fall-back to another factory.
+    "pin_factory": (str, "lgpio"),
+    "buzzer_pin": ((int, type(None)), None),
+    "buzzer_tonal": (bool, False),
+}
+STATION_SCHEMA = {
+    "id": (str, "station"),
+}
+WEB_SCHEMA = {
+    "host": (str, "0.0.0.0"),
+    "port": (int, 8080),
+    # Host names the dashboard answers to (besides IP addresses); anything else is refused,
+    # which stops DNS-rebinding pages from driving the coach's console.
+    "hostnames": (list, ["localhost", "station.local"]),
+    "threads": (int, 16),
+}
+
+TOP_LEVEL = {
+    "station": ("table", STATION_SCHEMA),
+    "track": ("table", TRACK_SCHEMA),
+    "gates": ("array", GATE_SCHEMA),
+    "cameras": ("array", CAMERA_SCHEMA),
+    "runners": ("array", RUNNER_SCHEMA),
+    "laps": ("table", LAPS_SCHEMA),
+    "safety": ("table", SAFETY_SCHEMA),
+    "passes": ("table", PASSES_SCHEMA),
+    "hardware": ("table", HARDWARE_SCHEMA),
+    "web": ("table", WEB_SCHEMA),
+}
+
+LOOKS = ("oncoming", "departing")
+PIN_FACTORIES = ("lgpio", "rpigpio", "mock")
+MAX_BIB = 292
+
+
+class ConfigError(ValueError):
+    """A configuration problem; `key` names where it is (e.g. `cameras[0].covers_m`)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Gate:
+    id: str
+    position_m: float
+    pin: int | None = None
+    pull_up: bool = True
+    active_state: bool | None = None
+
+    @property
+    def is_finish(self) -> bool:
+        return self.position_m == 0
+
+
+@dataclass(frozen=True)
+class Camera:
+    id: str
+    gate: str
+    covers_m: tuple[float, float]
+    looks: str
+    quarter: int  # 1..4, the quarter that holds covers_m
+    index: int = 0
+    width: int = 1280
+    height: int = 720
+    fps: float = 10
+
+
+@dataclass(frozen=True)
+class Runner:
+    bib: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    length_m: float
+    gates: tuple[Gate, ...]
+    cameras: tuple[Camera, ...] = ()
+    runners: tuple[Runner, ...] = ()
+    station_id: str = "station"
+    min_lap_s: float = 20
+    max_lap_s: float = 900
+    spotter_lead_s: float = 2
+    spotter_timeout_s: float = 5
+    glitch_ms: float = 6
+    merge_ms: float = 250
+    blocked_after_s: float = 10
+    pin_factory: str = "lgpio"
+    buzzer_pin: int | None = None
+    buzzer_tonal: bool = False
+    web_host: str = "0.0.0.0"
+    web_port: int = 8080
+    web_hostnames: tuple[str, ...] = ("localhost", "station.local")
+    web_threads: int = 16
+    # The parsed TOML as given (no defaults filled in), for writing the file back.
+    source: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def finish(self) -> Gate:
+        return next(g for g in self.gates if g.is_finish)
+
+    def gate(self, gate_id: str) -> Gate:
+        return next(g for g in self.gates if g.id == gate_id)
+
+    def cameras_of(self, gate_id: str) -> tuple[Camera, ...]:
+        return tuple(c for c in self.cameras if c.gate == gate_id)
+
+    def runner_name(self, bib: int) -> str:
+        for r in self.runners:
+            if r.bib == bib:
+                return r.name
+        return ""
+
+    def quarter_of(self, position_m: float) -> int:
+        """The quarter (1..4) that holds a track position."""
+        return min(4, int((position_m % self.length_m) // (self.length_m / 4)) + 1)
+
+
+def _typename(types) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", type(None): "absent"}
+    return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
+
+
+def _check_table(raw: Any, schema: dict, where: str) -> dict:
+    """Validate one TOML table against its schema; return it with defaults filled in."""
+    if not isinstance(raw, dict):
+        raise ConfigError(where, "must be a table")
+    for key in raw:
+        if key not in schema:
+            known = ", ".join(schema)
+            raise ConfigError(f"{where}.{key}", f"unknown key (known here: {known})")
+    out = {}
+    for key, (types, default) in schema.items():
+        name = f"{where}.{key}"
+        if key not in raw:
+            if default is REQUIRED:
+                raise ConfigError(name, "is required")
+            out[key] = list(default) if isinstance(default, list) else default
+            continue
+        value = raw[key]
+        accepted = types if isinstance(types, tuple) else (types,)
+        if isinstance(value, bool) and bool not in accepted:
+            raise ConfigError(name, f"must be {_typename(types)}, not {value!r}")
+        if not isinstance(value, accepted):
+            raise ConfigError(name, f"must be {_typename(types)}, not {value!r}")
+        out[key] = value
+    return out
+
+
+def _positive(value: float, name: str) -> float:
+    if value <= 0:
+        raise ConfigError(name, f"must be greater than 0, not {value!r}")
+    return float(value)
+
+
+def parse_config(raw: dict) -> Config:
+    """Validate a parsed TOML document (a dict) and build the `Config`."""
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise ConfigError(key, f"unknown key (known: {', '.join(TOP_LEVEL)})")
+    tables = {}
+    for key, (kind, schema) in TOP_LEVEL.items():
+        value = raw.get(key, [] if kind == "array" else {})
+        if kind == "array":
+            if not isinstance(value, list):
+                raise ConfigError(key, "must be an array of tables ([[%s]])" % key)
+            tables[key] = [_check_table(item, schema, f"{key}[{i}]") for i, item in enumerate(value)]
+        else:
+            if key == "track" and key not in raw:
+                raise ConfigError("track.length_m", "is required")
+            tables[key] = _check_table(value, schema, key)
+
+    length_m = _positive(tables["track"]["length_m"], "track.length_m")
+
+    gates = []
+    seen_gates: set[str] = set()
+    for i, g in enumerate(tables["gates"]):
+        if g["id"] in seen_gates:
+            raise ConfigError(f"gates[{i}].id", f"duplicate gate id {g['id']!r}")
+        seen_gates.add(g["id"])
+        pos = float(g["position_m"])
+        if not 0 <= pos < length_m:
+            raise ConfigError(f"gates[{i}].position_m", f"must be in [0, {length_m:g}), not {pos:g}")
+        gates.append(Gate(g["id"], pos, g["pin"], g["pull_up"], g["active_state"]))
+    if not any(g.is_finish for g in gates):
+        raise ConfigError("gates", "no gate at position_m = 0: the finish gate is required")
+
+    quarter_m = length_m / 4
+    cameras = []
+    seen_cams: set[str] = set()
+    for i, c in enumerate(tables["cameras"]):
+        where = f"cameras[{i}]"
+        if c["id"] in seen_cams:
+            raise ConfigError(f"{where}.id", f"duplicate camera id {c['id']!r}")
+        seen_cams.add(c["id"])
+        if c["gate"] not in seen_gates:
+            raise ConfigError(f"{where}.gate", f"names unknown gate {c['gate']!r}")
+        cov = c["covers_m"]
+        if len(cov) != 2 or not all(isinstance(x, NUM) and not isinstance(x, bool) for x in cov):
+            raise ConfigError(f"{where}.covers_m", f"must be two numbers [a, b], not {cov!r}")
+        a, b = float(cov[0]), float(cov[1])
+        if not 0 <= a < b <= length_m:
+            raise ConfigError(f"{where}.covers_m", f"must satisfy 0 <= a < b <= {length_m:g}, not {cov!r}")
+        q_a = int(a // quarter_m)
+        # b may sit exactly on the quarter's end (e.g. [370, 400]).
+        q_b = int(b // quarter_m) - (1 if b % quarter_m == 0 else 0)
+        if q_a != q_b:
+            raise ConfigError(f"{where}.covers_m", f"{cov!r} crosses a quarter boundary "
+                              f"(quarters are {quarter_m:g} m long)")
+        if c["looks"] not in LOOKS:
+            raise ConfigError(f"{where}.looks", f"must be one of {', '.join(LOOKS)}, not {c['looks']!r}")
+        for key in ("width", "height", "index"):
+            if c[key] < (0 if key == "index" else 1):
+                raise ConfigError(f"{where}.{key}", f"out of range: {c[key]!r}")
+        cameras.append(Camera(c["id"], c["gate"], (a, b), c["looks"], q_a + 1, c["index"],
+                              c["width"], c["height"], _positive(c["fps"], f"{where}.fps")))
+
+    runners = []
+    seen_bibs: set[int] = set()
+    for i, r in enumerate(tables["runners"]):
+        if not 1 <= r["bib"] <= MAX_BIB:
+            raise ConfigError(f"runners[{i}].bib", f"must be 1..{MAX_BIB}, not {r['bib']!r}")
+        if r["bib"] in seen_bibs:
+            raise ConfigError(f"runners[{i}].bib", f"duplicate bib {r['bib']}")
+        seen_bibs.add(r["bib"])
+        runners.append(Runner(r["bib"], r["name"]))
+
+    laps, safety, passes = tables["laps"], tables["safety"], tables["passes"]
+    min_lap_s = _positive(laps["min_lap_s"], "laps.min_lap_s")
+    max_lap_s = _positive(laps["max_lap_s"], "laps.max_lap_s")
+    if max_lap_s <= min_lap_s:
+        raise ConfigError("laps.max_lap_s", f"must be greater than laps.min_lap_s ({min_lap_s:g})")
+    if safety["spotter_lead_s"] < 0:
+        raise ConfigError("safety.spotter_lead_s", "must be 0 or more")
+    hw, web = tables["hardware"], tables["web"]
+    if hw["pin_factory"] not in PIN_FACTORIES:
+        raise ConfigError("hardware.pin_factory",
+                          f"must be one of {', '.join(PIN_FACTORIES)}, not {hw['pin_factory']!r}")
+    if not 1 <= web["port"] <= 65535:
+        raise ConfigError("web.port", f"must be 1..65535, not {web['port']!r}")
+    if not all(isinstance(h, str) for h in web["hostnames"]):
+        raise ConfigError("web.hostnames", "must be a list of strings")
+
+    return Config(
+        length_m=length_m,
+        gates=tuple(gates),
+        cameras=tuple(cameras),
+        runners=tuple(runners),
+        station_id=tables["station"]["id"],
+        min_lap_s=min_lap_s,
+        max_lap_s=max_lap_s,
+        spotter_lead_s=float(safety["spotter_lead_s"]),
+        spotter_timeout_s=_positive(safety["spotter_timeout_s"], "safety.spotter_timeout_s"),
+        glitch_ms=float(passes["glitch_ms"]),
+        merge_ms=_positive(passes["merge_ms"], "passes.merge_ms"),
+        blocked_after_s=_positive(passes["blocked_after_s"], "passes.blocked_after_s"),
+        pin_factory=hw["pin_factory"],
+        buzzer_pin=hw["buzzer_pin"],
+        buzzer_tonal=hw["buzzer_tonal"],
+        web_host=web["host"],
+        web_port=web["port"],
+        web_hostnames=tuple(web["hostnames"]),
+        web_threads=web["threads"],
+        source=raw,
+    )
+
+
+def loads_config(text: str, where: str = "config") -> Config:
+    """Parse TOML text; TOML syntax errors become `ConfigError`s too."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(where, f"not valid TOML: {exc}") from None
+    return parse_config(raw)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+    return loads_config(text, str(path))
