@@ -1,0 +1,137 @@
+"""Who made a pass: camera tracks matched to beam clusters, and the fall-backs.
+
+SPEC §4's order: the bibs the gate's cameras read on the runners as they crossed (`tag`);
+else the one runner whose predicted arrival (last pass + last lap time) explains the pass
+(`predicted`); else the only checked-in runner (`solo`); else nobody (`anonymous`, bib 0).
+
+A track matches the cluster nearest to its fitted crossing time (tracks.py), within
+`MATCH_TOL_S`. When a cluster matches several bibs, it holds one pass per bib: the bodies in
+the beam (torso-length breaks) are paired in time order with the bibs in order of their
+fitted crossings (the runner whose tag grows faster is nearer the line).
+"""
+
+from __future__ import annotations
+
+from .passes import Cluster, torso_time
+
+# A track's crossing further than this from a cluster is not that cluster's runner.
+MATCH_TOL_S = 1.5
+# A track needs this many reads to credit anything: one read is a stray.
+MIN_TRACK_READS = 2
+# How far from the predicted arrival a pass may be and still be explained by it.
+PRED_TOL_MIN_S = 3.0
+PRED_TOL_FRACTION = 0.1
+
+
+class PassRec:
+    """The engine's working copy of a pass (mutable: credit can be revised)."""
+
+    __slots__ = ("gate", "t_s", "bibs", "source", "deleted", "cluster", "dur_s", "tracks")
+
+    def __init__(self, gate: str, t_s: float, bibs: tuple, source: str,
+                 cluster: Cluster | None = None, dur_s: float = 0.0, tracks=()):
+        self.gate = gate
+        self.t_s = t_s
+        self.bibs = bibs
+        self.source = source
+        self.deleted = False
+        self.cluster = cluster
+        self.dur_s = dur_s      # torso break duration (0 when not timed by the beam)
+        self.tracks = tracks    # the camera tracks that credited it
+
+    def __repr__(self) -> str:  # for test failure messages
+        return f"PassRec({self.gate!r}, {self.t_s:.3f}, {self.bibs}, {self.source!r})"
+
+
+def match_tracks(cluster: Cluster, cams, others: list[float]) -> dict[int, list]:
+    """bib -> the uncredited tracks (of the gate's cameras `cams`) whose crossing is nearer
+    this cluster than any other activity at the gate (`others`: rough times)."""
+    here = cluster.rough_s()
+    found: dict[int, list] = {}
+    for cam in cams:
+        for tr in cam.recent:
+            if tr.credited is not None or tr.n_front + tr.n_back < MIN_TRACK_READS:
+                continue
+            c = tr.crossing_s()
+            d = abs(c - here)
+            if d > MATCH_TOL_S:
+                continue
+            if any(abs(c - o) < d for o in others):
+                continue
+            found.setdefault(tr.bib, []).append(tr)
+    return found
+
+
+def crossing_of(tracks: list) -> float:
+    return sum(tr.crossing_s() for tr in tracks) / len(tracks)
+
+
+def split_cluster(cluster: Cluster, bibs_in_order: list[int], history_of) -> list[tuple]:
+    """Times for the passes in a cluster: [(t_s, bib or None, torso duration)].
+
+    `bibs_in_order`: matched bibs sorted by their fitted crossing; `history_of(bib)` gives
+    the runner's recent torso durations (list, may be empty)."""
+    if len(bibs_in_order) <= 1:
+        bib = bibs_in_order[0] if bibs_in_order else None
+        s, e = cluster.torso()
+        return [(torso_time(s, e, history_of(bib)), bib, e - s)]
+    bodies = cluster.bodies()
+    k = len(bibs_in_order)
+    if len(bodies) >= k:
+        # The k longest bodies, back in time order.
+        bodies = sorted(sorted(bodies, key=lambda b: b[0] - b[1])[:k])
+        return [(torso_time(s, e, history_of(bib)), bib, e - s)
+                for (s, e), bib in zip(bodies, bibs_in_order)]
+    # Fewer bodies than runners: some crossed side by side in one long break. The first
+    # in it is timed from its start, the last from its end, anyone between at the middle.
+    out = []
+    groups: dict[tuple, list[int]] = {}
+    for i, bib in enumerate(bibs_in_order):
+        b = bodies[min(i, len(bodies) - 1)]
+        groups.setdefault(b, []).append(bib)
+    for (s, e), members in sorted(groups.items()):
+        if len(members) == 1:
+            out.append((torso_time(s, e, history_of(members[0])), members[0], e - s))
+            continue
+        for j, bib in enumerate(members):
+            hist = history_of(bib)
+            typical = sorted(hist)[(len(hist) - 1) // 2] if hist else (e - s) / len(members)
+            if j == 0:
+                t = s + 0.4 * typical
+            elif j == len(members) - 1:
+                t = e - 0.6 * typical
+            else:
+                t = s + (e - s) * j / (len(members) - 1)
+            out.append((t, bib, typical))
+    return out
+
+
+def predicted_bib(t_s: float, passes_by_bib: dict, min_lap_s: float, max_lap_s: float,
+                  excluded: set) -> int | None:
+    """The one runner whose last pass + last lap time explains a pass at `t_s`, if exactly
+    one does. `passes_by_bib`: bib -> that gate's credited passes in time order."""
+    found = None
+    for bib, plist in passes_by_bib.items():
+        if bib == 0 or bib in excluded or len(plist) < 2:
+            continue
+        last = prev = None
+        for p in reversed(plist):
+            if p.t_s > t_s - min_lap_s:
+                continue   # a pass of theirs just now: this one is not them
+            if last is None:
+                last = p
+            elif last.t_s - p.t_s >= min_lap_s:
+                prev = p
+                break
+        if last is None or prev is None or any(p.t_s > t_s - min_lap_s and p.t_s <= t_s + min_lap_s
+                                                for p in plist[-3:]):
+            continue
+        lap_s = last.t_s - prev.t_s
+        if lap_s > max_lap_s or t_s - last.t_s > max_lap_s:
+            continue
+        tol = max(PRED_TOL_MIN_S, PRED_TOL_FRACTION * lap_s)
+        if abs(last.t_s + lap_s - t_s) <= tol:
+            if found is not None:
+                return None   # two could explain it: no guess
+            found = bib
+    return found

@@ -1,0 +1,115 @@
+"""Tag reads -> tracks: one bib seen by one camera during one stay in its stretch.
+
+A track is the run of reads of one bib's tags (front or back) by one camera with no gap
+longer than `TRACK_GAP_S`. Tracks, not single reads, are what the engine believes: a track
+of one read is a stray (a misread id, a bib in the crowd) and never credits anything.
+
+A tag's side in pixels is inversely proportional to its distance from the camera, so 1/px
+falls on a straight line in time that reaches zero where the runner is at the camera, i.e.
+at the gate line for a camera standing at its gate. `crossing_s` fits that line to the
+reads nearest the gate (the last seconds for an oncoming camera, the first for a departing
+one) and returns the time the runner crossed the line.
+"""
+
+from __future__ import annotations
+
+# Reads of one bib further apart than this are separate visits to the stretch.
+TRACK_GAP_S = 2.5
+# Only the reads this close in time to the line are used for the crossing fit: far away,
+# px is small and its rounding noise dominates.
+FIT_SPAN_S = 3.0
+# Without px (or with a fit that makes no sense), the crossing is assumed this far from the
+# read nearest the line: tags go out of frame roughly half a second before the line.
+DEFAULT_LEAD_S = 0.5
+# A fitted crossing further than this from the read nearest the line is not believed.
+MAX_LEAD_S = 3.0
+
+
+class Track:
+    """Reads of one bib by one camera. `reads` holds (t_s, px_or_None) and is dropped once
+    the track is closed and summarised; the counts and the fitted crossing stay."""
+
+    __slots__ = ("cam", "bib", "first_s", "last_s", "n_front", "n_back", "reads",
+                 "_cross", "closed", "credited")
+
+    def __init__(self, cam, bib: int, t_s: float):
+        self.cam = cam
+        self.bib = bib
+        self.first_s = t_s
+        self.last_s = t_s
+        self.n_front = 0
+        self.n_back = 0
+        self.reads: list | None = []
+        self._cross: float | None = None
+        self.closed = False
+        # The pass this track has already credited (a track credits at most one pass).
+        self.credited = None
+
+    @property
+    def n_reads(self) -> int:
+        return self.n_front + self.n_back
+
+    @property
+    def mid_s(self) -> float:
+        return 0.5 * (self.first_s + self.last_s)
+
+    def n_forward(self) -> int:
+        """Reads that show the runner facing their running direction."""
+        return self.n_front if self.cam.oncoming else self.n_back
+
+    def n_backward(self) -> int:
+        return self.n_back if self.cam.oncoming else self.n_front
+
+    def crossing_s(self) -> float:
+        """When this runner crossed the camera's gate line (see module docstring)."""
+        if self.closed:
+            return self._cross
+        # Open: refit whenever reads were added since the last fit.
+        n = len(self.reads)
+        if self._cross is None or self._cross[0] != n:
+            self._cross = (n, _fit_crossing(self.reads, self.cam.oncoming,
+                                            self.first_s, self.last_s))
+        return self._cross[1]
+
+    def close(self) -> None:
+        if not self.closed:
+            self._cross = self.crossing_s()  # fit now, while the reads are still here
+            self.closed = True
+            self.reads = None
+
+
+def _fit_crossing(reads: list, oncoming: bool, first_s: float, last_s: float) -> float:
+    if oncoming:
+        near_s, sign = last_s, 1.0
+        pts = [(t, 1.0 / px) for t, px in reads if px and t >= last_s - FIT_SPAN_S]
+    else:
+        near_s, sign = first_s, -1.0
+        pts = [(t, 1.0 / px) for t, px in reads if px and t <= first_s + FIT_SPAN_S]
+    default = near_s + sign * DEFAULT_LEAD_S
+    n = len(pts)
+    if n < 3:
+        return default
+    # Least squares u = a*t + b, centred on the mean time for numerical sanity.
+    t0 = pts[0][0]
+    st = su = stt = stu = 0.0
+    for t, u in pts:
+        t -= t0
+        st += t
+        su += u
+        stt += t * t
+        stu += t * u
+    den = n * stt - st * st
+    if den <= 1e-12:
+        return default
+    a = (n * stu - st * su) / den
+    b = (su - a * st) / n
+    # An oncoming tag grows (u falls), a departing one shrinks (u rises).
+    if a * sign >= 0:
+        return default
+    cross = t0 - b / a
+    lead = (cross - near_s) * sign
+    if lead < 0:
+        return near_s
+    if lead > MAX_LEAD_S:
+        return default
+    return cross

@@ -1,0 +1,238 @@
+"""deploy/: install.sh and uninstall.sh (dry runs on this Debian machine, shellcheck), the
+default station.toml, the hotspot QR helper and the give-up note of station-failed@.service."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from station import deploy_info, service_failed
+from station.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALL = ROOT / "deploy" / "install.sh"
+UNINSTALL = ROOT / "deploy" / "uninstall.sh"
+PASSPHRASE = "abcd-efgh-jkmn-pqrs"
+
+
+def _sandbox(tmp_path: Path) -> dict[str, str]:
+    """Environment pointing the scripts' writable places into tmp_path (tests only)."""
+    env = dict(os.environ)
+    env.update(STATION_APP_DIR=str(tmp_path / "opt"), STATION_ETC_DIR=str(tmp_path / "etc"),
+               STATION_UNIT_DIR=str(tmp_path / "units"),
+               STATION_CHRONY_CONF=str(tmp_path / "chrony" / "station.conf"))
+    return env
+
+
+def _run(script: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def _commands(stdout: str) -> list[str]:
+    return [line.strip()[2:] for line in stdout.splitlines() if line.strip().startswith("+ ")]
+
+
+def _files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*")) if path.exists() else []
+
+
+def test_scripts_pass_shellcheck():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is missing (apt-get install shellcheck)")
+    done = subprocess.run(["shellcheck", "-x", "deploy/install.sh", "deploy/uninstall.sh", "deploy/lib.sh"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_install_dry_run_prints_every_step_and_changes_nothing(tmp_path):
+    env = _sandbox(tmp_path)
+    watched = [Path("/opt/station"), Path("/etc/station"), Path("/etc/systemd/system/station.service"),
+               Path("/etc/chrony/conf.d/station.conf")]
+    before = {p: p.exists() for p in watched}
+    done = _run(INSTALL, "--dry-run", env=env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    cmds = "\n".join(_commands(out))
+    # Every step, in order, with its title.
+    titles = re.findall(r"^== (\d+)/11 ", out, flags=re.M)
+    assert titles == [str(n) for n in range(1, 12)]
+    # The venv sees the system's picamera2/lgpio; the package goes into it with numpy pinned.
+    assert "python3 -m venv --system-site-packages" in cmds
+    assert re.search(r"venv/bin/python -m pip install .*--constraint \S+constraints.txt " + re.escape(str(ROOT)), cmds)
+    assert "numpy==" in out
+    if subprocess.run(["dpkg-query", "-W", "python3-picamera2"], capture_output=True).returncode != 0:
+        assert re.search(r"apt-get install -y --no-install-recommends .*python3-picamera2", cmds)
+    for pkg in ("chrony", "network-manager", "dnsmasq-base", "python3-lgpio"):
+        installed = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True,
+                                   text=True).stdout.startswith("install ok installed")
+        assert installed or re.search(rf"apt-get install .*\b{pkg}\b", cmds), pkg
+    # A dedicated user in the device groups.
+    if subprocess.run(["id", "station"], capture_output=True).returncode != 0:
+        assert re.search(r"useradd --system .*--shell /usr/sbin/nologin .* station$", cmds, flags=re.M)
+        assert re.search(r"usermod --append --groups gpio\\?,video station", cmds)
+    # Config written once from deploy/station.toml; units installed and enabled.
+    assert f"install -m 0640 -o root -g station {ROOT}/deploy/station.toml {tmp_path}/etc/station.toml" in cmds
+    assert f"install -m 0644 {ROOT}/systemd/station.service {tmp_path}/units/station.service" in cmds
+    assert f"{tmp_path}/units/station-failed@.service" in cmds
+    assert "systemctl daemon-reload" in cmds and "systemctl enable station.service" in cmds
+    assert "systemctl restart station.service" in cmds
+    # The hotspot: an access point with NetworkManager sharing 10.42.0.1/24, WPA2 passphrase.
+    nm = next(c for c in _commands(out) if c.startswith("nmcli connection add"))
+    for part in ("type wifi", "802-11-wireless.mode ap", "ipv4.method shared",
+                 "ipv4.addresses 10.42.0.1/24", "wifi-sec.key-mgmt wpa-psk", "wifi-sec.psk <passphrase>"):
+        assert part in nm
+    assert "nmcli connection up station-hotspot" in cmds
+    # The passphrase is written to hotspot.txt but never printed.
+    assert "passphrase=<passphrase>" in out
+    assert not re.search(r"passphrase=(?!<passphrase>)", out)
+    # chrony serves the hotspot with no upstream.
+    assert "allow 10.42.0.0/24" in out and "local stratum 10" in out
+    # Ends with the join QR code and the dashboard address.
+    assert f"-m station.deploy_info --hotspot {tmp_path}/etc/hotspot.txt" in cmds
+    # Nothing was done.
+    assert _files_under(tmp_path) == []
+    assert {p: p.exists() for p in watched} == before
+
+
+def test_install_dry_run_keeps_what_a_previous_install_left(tmp_path):
+    env = _sandbox(tmp_path)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "station.toml").write_text("[track]\nlength_m = 200\n[[gates]]\nid = 'f'\nposition_m = 0\n")
+    (etc / "hotspot.txt").write_text(f"ssid=Club-North\npassphrase={PASSPHRASE}\n")
+    units = tmp_path / "units"
+    units.mkdir()
+    for name in ("station.service", "station-failed@.service"):
+        shutil.copy(ROOT / "systemd" / name, units / name)
+    first = _run(INSTALL, "--dry-run", env=env)
+    assert first.returncode == 0, first.stderr
+    # The chrony snippet as the installer would write it, then a second look: up to date.
+    snippet = re.search(r"write \S+station.conf .*\n((?:\s+\| .*\n)+)", first.stdout).group(1)
+    (tmp_path / "chrony").mkdir()
+    (tmp_path / "chrony" / "station.conf").write_text(
+        "".join(line.split("| ", 1)[1] + "\n" for line in snippet.splitlines()))
+    done = _run(INSTALL, "--dry-run", env=env)
+    assert done.returncode == 0, done.stderr
+    out, cmds = done.stdout, "\n".join(_commands(done.stdout))
+    assert "exists: kept" in out and f"{ROOT}/deploy/station.toml" not in cmds
+    assert "passphrase kept" in out and PASSPHRASE not in out + done.stderr
+    assert "ssid Club-North" in cmds and "wifi-sec.psk <passphrase>" in cmds
+    assert "hotspot.txt is up to date" in out
+    assert "station.service is up to date" in out and "daemon-reload" not in cmds
+    assert "station.conf is up to date" in out and "restart chrony" not in cmds
+    # Still untouched.
+    assert (etc / "hotspot.txt").read_text() == f"ssid=Club-North\npassphrase={PASSPHRASE}\n"
+
+
+def test_install_refuses_bad_options():
+    bad = _run(INSTALL, "--dry-run", "--ssid", "no;way")
+    assert bad.returncode != 0 and "--ssid" in bad.stderr
+    bad = _run(INSTALL, "--dry-run", "--frobnicate")
+    assert bad.returncode != 0 and "--frobnicate" in bad.stderr
+
+
+def test_uninstall_dry_run_keeps_data_unless_purge(tmp_path):
+    env = _sandbox(tmp_path)
+    done = _run(UNINSTALL, "--dry-run", env=env)
+    assert done.returncode == 0, done.stderr
+    cmds = _commands(done.stdout)
+    for expected in ("systemctl disable --now station.service",
+                     f"rm -f {tmp_path}/units/station.service",
+                     f"rm -f {tmp_path}/units/station-failed@.service",
+                     "nmcli connection delete station-hotspot",
+                     f"rm -f {tmp_path}/chrony/station.conf",
+                     f"rm -rf {tmp_path}/opt", "userdel station"):
+        assert expected in cmds
+    assert not any("/var/lib/station" in c or c.startswith(f"rm -rf {tmp_path}/etc") for c in cmds)
+    assert "kept:" in done.stdout
+    purge = _run(UNINSTALL, "--dry-run", "--purge", env=env)
+    assert f"rm -rf {tmp_path}/etc" in _commands(purge.stdout)
+    assert "rm -rf /var/lib/station" in _commands(purge.stdout)
+    assert _files_under(tmp_path) == []
+
+
+def test_default_config_is_valid_and_matches_the_wiring_page():
+    config = load_config(ROOT / "deploy" / "station.toml")
+    assert config.finish.pin == 17 and config.buzzer_pin == 18
+    assert config.cameras[0].looks == "oncoming" and config.cameras[0].quarter == 4
+    hardware = (ROOT / "docs" / "HARDWARE.md").read_text()
+    assert f"GPIO{config.finish.pin}" in hardware and f"GPIO{config.buzzer_pin}" in hardware
+
+
+# --- the join QR code ------------------------------------------------------------------------
+
+def test_wifi_uri_escapes_reserved_characters():
+    assert deploy_info.wifi_uri("Track", PASSPHRASE) == f"WIFI:T:WPA;S:Track;P:{PASSPHRASE};;"
+    assert deploy_info.wifi_uri('a;b,c:d"e\\f', "p;p") == 'WIFI:T:WPA;S:a\\;b\\,c\\:d\\"e\\\\f;P:p\\;p;;'
+
+
+def test_join_code_png_decodes_to_the_hotspot(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    uri = deploy_info.wifi_uri("TrackStation-3d12", PASSPHRASE)
+    png = deploy_info.save_png(uri, tmp_path / "join.png")
+    text, _points, _ = cv2.QRCodeDetector().detectAndDecode(cv2.imread(str(png)))
+    assert text == uri
+
+
+def test_deploy_info_prints_code_name_passphrase_and_dashboard(tmp_path):
+    hotspot = tmp_path / "hotspot.txt"
+    hotspot.write_text(f"# comment\nssid=TrackStation-3d12\npassphrase={PASSPHRASE}\n")
+    config = tmp_path / "station.toml"
+    config.write_text("[track]\nlength_m = 400\n[[gates]]\nid = 'f'\nposition_m = 0\n[web]\nport = 8090\n")
+    done = subprocess.run([sys.executable, "-m", "station.deploy_info", "--hotspot", str(hotspot),
+                           "--config", str(config), "--png", str(tmp_path / "q.png")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "TrackStation-3d12" in done.stdout and PASSPHRASE in done.stdout
+    assert "http://10.42.0.1:8090/" in done.stdout
+    assert done.stdout.count("\u2588") > 50  # the code itself, drawn with blocks
+    assert (tmp_path / "q.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("ssid=x\n", "no passphrase"),
+    ("passphrase=abcdefgh\n", "no ssid"),
+    ("ssid=x\npassphrase=short\n", "8..63"),
+    ("ssid=x\nthis line is wrong\n", ":2: expected key=value"),
+])
+def test_bad_hotspot_file_is_named(tmp_path, text, problem):
+    path = tmp_path / "hotspot.txt"
+    path.write_text(text)
+    with pytest.raises(deploy_info.HotspotFileError, match=re.escape(problem)):
+        deploy_info.read_hotspot(path)
+
+
+# --- when systemd gives up -------------------------------------------------------------------
+
+def test_give_up_note_is_written_loudly_read_and_cleared(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "station.service_failed", "station.service",
+                           "--data", str(tmp_path), "--no-journal"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    # "<2>" is journald's priority prefix: crit.
+    assert done.stderr.startswith("<2>TRACK STATION DOWN: station.service")
+    note = service_failed.read_failure(tmp_path)
+    assert note["unit"] == "station.service" and "stopped restarting" in note["message"]
+    assert json.loads((tmp_path / service_failed.STATUS_NAME).read_text()) == note
+    assert not list(tmp_path.glob("*.tmp"))
+    assert service_failed.clear_failure(tmp_path) is True
+    assert service_failed.read_failure(tmp_path) is None
+    assert service_failed.clear_failure(tmp_path) is False
+
+
+def test_damaged_give_up_note_still_reads_as_a_failure(tmp_path):
+    (tmp_path / service_failed.STATUS_NAME).write_text('{"unit": "station.serv')
+    note = service_failed.read_failure(tmp_path)
+    assert note is not None and "damaged" in note["message"]
+
+
+def test_give_up_note_keeps_the_log_lines(tmp_path):
+    service_failed.record_failure(tmp_path, "station.service", ["Traceback ...", "OSError: boom"])
+    assert service_failed.read_failure(tmp_path)["log"][-1] == "OSError: boom"

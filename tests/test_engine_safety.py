@@ -1,0 +1,111 @@
+"""Spotter alarms (SPEC §4): firing, companions in the window, and the three ways to clear."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine_kit import config, crossing, in_order, reads, replay, start
+
+from station.engine import Engine
+
+
+def backward_pass(bib, t, **kw):
+    return crossing(t, torso_s=0.125) + reads(bib, t, backward=True, speed_mps=2.5, **kw)
+
+
+def forward_pass(bib, t, **kw):
+    return crossing(t) + reads(bib, t, **kw)
+
+
+def test_a_backward_runner_alone_sounds_the_alarm_at_t_plus_timeout():
+    cfg = config()
+    res = replay(in_order([start()] + backward_pass(3, 100.0)), cfg)
+    (alarm,) = res.alarms
+    assert (alarm.bib, alarm.gate) == (3, "finish")
+    assert alarm.seen_s == pytest.approx(100.0, abs=0.005)
+    assert alarm.alarm_s == pytest.approx(105.0, abs=0.005)
+    assert alarm.active and alarm.cleared_s is None and alarm.reason == ""
+
+
+def test_a_forward_runner_alone_needs_no_spotter():
+    cfg = config()
+    res = replay(in_order([start()] + forward_pass(3, 100.0)), cfg)
+    assert res.alarms == ()
+
+
+@pytest.mark.parametrize("companion_dt, alarm", [(1.0, False), (4.5, False), (-1.5, False),
+                                                (-3.0, True), (6.0, True)])
+def test_somebody_else_must_pass_within_lead_and_timeout(companion_dt, alarm):
+    cfg = config()   # spotter_lead_s = 2, spotter_timeout_s = 5
+    evs = [start()] + backward_pass(3, 100.0) + forward_pass(4, 100.0 + companion_dt)
+    res = replay(in_order(evs), cfg)
+    assert bool(res.alarms) == alarm
+
+
+def test_an_untagged_companion_on_the_beam_counts():
+    cfg = config()
+    evs = [start()] + backward_pass(3, 100.0) + crossing(101.2)
+    res = replay(in_order(evs), cfg)
+    assert res.alarms == ()
+
+
+def test_a_companion_crossing_in_the_same_cluster_counts():
+    cfg = config()
+    evs = [start()] + backward_pass(3, 100.0) + forward_pass(4, 100.15, phase_s=0.05)
+    res = replay(in_order(evs), cfg)
+    assert sorted(p.bibs for p in res.passes) == [(3,), (4,)]
+    assert res.alarms == ()
+
+
+def test_the_alarm_clears_when_a_companion_turns_up_on_a_later_pass():
+    cfg = config()
+    evs = [start()] + backward_pass(3, 100.0) + backward_pass(3, 220.0) + forward_pass(4, 221.0)
+    res = replay(in_order(evs), cfg)
+    (alarm,) = res.alarms
+    assert alarm.reason == "companion"
+    assert alarm.cleared_s == pytest.approx(221.0, abs=0.01)
+
+
+def test_the_alarm_clears_when_the_runner_is_seen_running_forward():
+    cfg = config()
+    evs = [start()] + backward_pass(3, 100.0) + forward_pass(3, 220.0)
+    res = replay(in_order(evs), cfg)
+    (alarm,) = res.alarms
+    assert alarm.reason == "forward"
+    first_forward = min(e["t"] for e in reads(3, 220.0))
+    assert alarm.cleared_s == pytest.approx(first_forward + 0.1, abs=0.01)
+
+
+def test_a_coach_silences_one_runner_or_everybody():
+    cfg = config()
+    evs = [start()] + backward_pass(3, 100.0) + backward_pass(5, 140.0)
+    evs += [{"t": 150.0, "type": "silence", "bib": 3, "by": "coach"}]
+    res = replay(in_order(evs), cfg)
+    by_bib = {a.bib: a for a in res.alarms}
+    assert (by_bib[3].cleared_s, by_bib[3].reason) == (150.0, "silenced")
+    assert by_bib[5].active
+    res = replay(in_order(evs + [{"t": 160.0, "type": "silence", "by": "coach"}]), cfg)
+    assert [(a.bib, a.cleared_s, a.reason) for a in res.alarms] == [
+        (3, 150.0, "silenced"), (5, 160.0, "silenced")]
+
+
+def test_a_departing_camera_sees_the_backward_runner_after_the_line():
+    cfg = config(oncoming=False, departing=True)
+    evs = [start()] + crossing(100.0, torso_s=0.125)
+    evs += reads(3, 100.0, camera="finish-back", oncoming=False, backward=True, speed_mps=2.5)
+    res = replay(in_order(evs), cfg)
+    (alarm,) = res.alarms
+    assert alarm.alarm_s == pytest.approx(105.0, abs=0.005)
+
+
+def test_the_alarm_sounds_live_at_its_deadline_not_later():
+    cfg = config()
+    eng = Engine(cfg, reorder_s=0.2)
+    for ev in in_order([start()] + backward_pass(3, 100.0)):
+        eng.feed(ev)
+    eng.advance(104.9 + 0.2)
+    assert eng.results().alarms == ()
+    v = eng.version
+    eng.advance(105.1 + 0.2)
+    assert [a.bib for a in eng.results().active_alarms] == [3]
+    assert eng.version > v
