@@ -33,28 +33,36 @@ SHIRTS = [(40, 40, 160), (150, 60, 20), (30, 30, 30), (200, 200, 200), (40, 140,
 
 def make_frame(rng: np.random.Generator, width: int = 1280, height: int = 720,
                px_range=(14, 80)) -> tuple[np.ndarray, list[TagSpec], Look]:
-    """One frame of 4-8 bibbed runners in a row across the track, with random defects."""
-    n = int(rng.integers(4, 9))
-    cell_w = width / n
-    specs = []
+    """One frame of up to 8 bibbed runners side by side across the track, with random defects.
+
+    Runners stand far enough apart that no shirt covers another runner's tag (an occluded
+    tag is not a detector miss). Motion blur is per runner and physical: a runner moving
+    across the picture at up to 7 m/s during a 1/500-1/250 s exposure smears by up to 3/4 of
+    a bit cell (20 mm), whatever the distance, so the streak in pixels scales with the tag.
+    """
+    specs: list[TagSpec] = []
     used: set[int] = set()
-    for i in range(n):
+    x = rng.uniform(0, 0.05) * width
+    while len(specs) < 8:
+        px = float(rng.uniform(*px_range))
+        reach = 1.4 * px  # tag centre to the edge of the paper and shirt that matter
+        if x + 2 * reach > width:
+            break
         tag = int(rng.integers(2, 586))
         while tag in used:
             tag = int(rng.integers(2, 586))
         used.add(tag)
-        px = float(rng.uniform(*px_range))
-        # Keep the whole shirt inside its column and the frame.
-        half = px * 1.1
-        x = (i + 0.5) * cell_w + rng.uniform(-0.2, 0.2) * cell_w
-        y = rng.uniform(height * 0.3 + half, height * 0.9 - half)
-        specs.append(TagSpec(tag, x, y, px, angle_deg=float(rng.uniform(-45, 45)),
+        cells = float(rng.choice([0, 0, 0.25, 0.5, 0.75]))
+        specs.append(TagSpec(tag, x + reach, float(rng.uniform(height * 0.3 + reach, height * 0.97 - reach)),
+                             px, angle_deg=float(rng.uniform(-45, 45)),
                              tilt_deg=float(rng.uniform(-35, 35)),
-                             shirt_bgr=SHIRTS[int(rng.integers(0, len(SHIRTS)))]))
+                             shirt_bgr=SHIRTS[int(rng.integers(0, len(SHIRTS)))],
+                             blur_px=cells * px / 8, blur_deg=float(rng.uniform(-20, 20))))
+        x += 2 * reach + rng.uniform(0, 0.08) * width
     light = rng.choice(["normal", "dim", "bright"], p=[0.5, 0.25, 0.25])
     gain = {"normal": rng.uniform(0.8, 1.1), "dim": rng.uniform(0.3, 0.5),
             "bright": rng.uniform(1.3, 1.7)}[light]
-    look = Look(blur_px=float(rng.choice([0, 0, 2, 3, 4])), blur_deg=float(rng.uniform(-20, 20)),
+    look = Look(blur_px=float(rng.choice([0, 0, 0, 1.2])), blur_deg=float(rng.uniform(-90, 90)),
                 noise=float(rng.uniform(0, 8)), gain=float(gain),
                 jpeg=int(rng.choice([0, 95, 85, 70])) or None,
                 clutter=int(rng.integers(0, 16)), seed=int(rng.integers(0, 2**31)))
@@ -77,30 +85,34 @@ def quality(frames: int, seed: int, save: Path | None = None) -> dict:
         found += len(truth & ids)
         false += len(ids - truth)
         if truth - ids:
-            missed = [f"{s.tag} ({s.px:.0f} px, {s.angle_deg:.0f}/{s.tilt_deg:.0f} deg)"
+            missed = [f"{s.tag} ({s.px:.0f} px, {s.angle_deg:.0f}/{s.tilt_deg:.0f} deg, "
+                      f"blur {s.blur_px:.1f})"
                       for s in specs if s.tag not in ids]
             misses.append(f"frame {i}: missed {', '.join(missed)}; blur {look.blur_px:.0f} px, "
                           f"noise {look.noise:.1f}, gain {look.gain:.2f}, jpeg {look.jpeg}")
     return {"frames": frames, "drawn": drawn, "found": found, "false": false, "misses": misses}
 
 
-def speed(width: int, height: int, repeats: int, seed: int) -> tuple[float, float]:
+def speed(width: int, height: int, repeats: int, seed: int) -> tuple[float, float, float]:
+    """(median CPU ms, p95 CPU ms, median wall ms) per frame. CPU time (one thread) is what
+    the detector costs; wall time also counts whatever else the machine was doing."""
     rng = np.random.default_rng(seed)
     scale = width / 1280
     grays = []
-    for _ in range(4):
+    for _ in range(6):
         img, _, _ = make_frame(rng, width, height, px_range=(14 * scale, 80 * scale))
         grays.append(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
     detector = TagDetector()
     detector.detect(grays[0])  # warm-up
-    times = []
+    cpu, wall = [], []
     for _ in range(repeats):
         for g in grays:
-            t0 = time.perf_counter()
+            c0, w0 = time.process_time(), time.perf_counter()
             detector.detect(g)
-            times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
-    return statistics.median(times), times[int(len(times) * 0.95) - 1]
+            cpu.append((time.process_time() - c0) * 1000)
+            wall.append((time.perf_counter() - w0) * 1000)
+    cpu.sort()
+    return statistics.median(cpu), cpu[int(len(cpu) * 0.95) - 1], statistics.median(wall)
 
 
 def machine() -> str:
@@ -123,10 +135,12 @@ def main() -> int:
     ap.add_argument("--save", type=Path, help="write the rendered frames here (PNG)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    print(f"machine: {machine()} (detection on 1 thread)")
+    print(f"machine: {machine()} (detection on 1 thread), "
+          f"load average {os.getloadavg()[0]:.1f}")
     for w, h in ((1280, 720), (2304, 1296)):
-        p50, p95 = speed(w, h, args.repeats, args.seed)
-        print(f"detect {w}x{h}: {p50:.1f} ms/frame median, {p95:.1f} ms p95")
+        p50, p95, wall = speed(w, h, args.repeats, args.seed)
+        print(f"detect {w}x{h}: {p50:.1f} ms/frame CPU median, {p95:.1f} ms p95 "
+              f"(wall median {wall:.1f} ms)")
     q = quality(args.frames, args.seed, args.save)
     recall = q["found"] / max(1, q["drawn"])
     print(f"recall: {q['found']}/{q['drawn']} = {recall:.1%} on {q['frames']} frames "

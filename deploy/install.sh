@@ -165,7 +165,7 @@ fi
 
 step "8/11 systemd units"
 units_changed=0
-for unit in "$UNIT" "$FAILED_UNIT"; do
+for unit in "${ALL_UNITS[@]}"; do
     if cmp -s "$SRC_DIR/systemd/$unit" "$UNIT_DIR/$unit"; then
         note "$UNIT_DIR/$unit is up to date"
     else
@@ -176,7 +176,7 @@ done
 if [ "$units_changed" -eq 1 ] && { [ "$DRY_RUN" -eq 1 ] || systemd_running; }; then
     run systemctl daemon-reload
 fi
-run systemctl enable "$UNIT"
+run systemctl enable "$UNIT" "$CLOCK_PATH"
 
 step "9/11 Wi-Fi hotspot '$HOTSPOT_CON' on $HOTSPOT_IFACE ($HOTSPOT_ADDR, NetworkManager)"
 PASSPHRASE=""
@@ -293,7 +293,7 @@ elif [ "$DRY_RUN" -eq 0 ] && ! systemd_running; then
 else
     # A station systemd had given up on gets a fresh start limit.
     run systemctl reset-failed "$UNIT"
-    run systemctl restart "$UNIT"
+    run systemctl restart "$UNIT" "$CLOCK_PATH"
     note "follow it: journalctl -u $UNIT -f"
 fi
 

@@ -14,6 +14,9 @@ UNIT_DIR=${STATION_UNIT_DIR:-/etc/systemd/system}
 CHRONY_CONF=${STATION_CHRONY_CONF:-/etc/chrony/conf.d/station.conf}
 UNIT=station.service
 FAILED_UNIT=station-failed@.service
+# Sets the system clock when a coach asks (the station itself may not): path + service.
+CLOCK_PATH=station-clock.path
+ALL_UNITS=("$UNIT" "$FAILED_UNIT" station-clock.service "$CLOCK_PATH")
 USER_NAME=station
 DEVICE_GROUPS=(gpio video)
 HOTSPOT_CON=station-hotspot

@@ -52,12 +52,12 @@ hotspot_defined() { have nmcli && grep -qx "$HOTSPOT_CON" <<<"$(nmcli -t -f NAME
 step "1/6 Stop and disable the station"
 if present "$UNIT" unit_file "$UNIT"; then
     if [ "$DRY_RUN" -eq 1 ] || systemd_running; then
-        run systemctl disable --now "$UNIT"
+        run systemctl disable --now "$UNIT" "$CLOCK_PATH"
     fi
 fi
 
 step "2/6 Remove the systemd units"
-for unit in "$UNIT" "$FAILED_UNIT"; do
+for unit in "${ALL_UNITS[@]}"; do
     if present "$unit" unit_file "$unit"; then
         run rm -f "$UNIT_DIR/$unit"
     fi

@@ -72,7 +72,11 @@ WEB_SCHEMA = {
     # Host names the dashboard answers to (besides IP addresses); anything else is refused,
     # which stops DNS-rebinding pages from driving the coach's console.
     "hostnames": (list, ["localhost", "station.local"]),
-    "threads": (int, 16),
+    # One per open page (each holds a long-poll, see station/web/live.py) plus a few spare.
+    "threads": (int, 64),
+    # Let a coach's phone set the system clock (timedatectl; needs privileges). The time set
+    # is recorded as a `clock` event either way.
+    "set_system_clock": (bool, False),
 }
 
 TOP_LEVEL = {
@@ -153,7 +157,8 @@ class Config:
     web_host: str = "0.0.0.0"
     web_port: int = 8080
     web_hostnames: tuple[str, ...] = ("localhost", "station.local")
-    web_threads: int = 16
+    web_threads: int = 64
+    web_set_system_clock: bool = False
     # The parsed TOML as given (no defaults filled in), for writing the file back.
     source: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -325,6 +330,7 @@ def parse_config(raw: dict) -> Config:
         web_port=web["port"],
         web_hostnames=tuple(web["hostnames"]),
         web_threads=web["threads"],
+        web_set_system_clock=web["set_system_clock"],
         source=raw,
     )
 

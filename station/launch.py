@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -64,7 +65,11 @@ def add_arguments(parser) -> None:
 def load(args) -> tuple[Config, Path | None]:
     """The configuration and the file it came from (None: the simulated scenario's)."""
     if args.config:
-        return load_config(args.config), Path(args.config)
+        config = load_config(args.config)
+        if args.simulate:
+            # A real station's file on mock hardware: never write the mock pins back to it.
+            return simulated_config(config), None
+        return config, Path(args.config)
     if args.simulate:
         return simulated_config(make_scenario(args).config), None
     return load_config(DEFAULT_CONFIG), DEFAULT_CONFIG
@@ -94,14 +99,26 @@ def simulated_config(config: Config) -> Config:
 
 
 def open_store(args) -> Store:
-    return Store(Path(args.data) if args.data else default_data_dir(args.simulate))
+    folder = Path(args.data) if args.data else default_data_dir(args.simulate)
+    try:
+        return Store(folder)
+    except (OSError, sqlite3.Error) as exc:
+        raise StartError(f"cannot open the database in {folder}: {exc}") from None
+
+
+class StartError(RuntimeError):
+    """A vital part cannot start (no GPIO, database folder not writable): a clear message,
+    an exit code, and systemd's restart policy, rather than a traceback."""
 
 
 def make_pin_factory(config: Config):
     """The gpiozero pin factory named in the config. A missing GPIO chip is an error here,
     never a silent fall-back to another factory."""
-    from station.sensors.pins import make_pin_factory as make
-    return make(config.pin_factory)
+    from station.sensors.pins import PinFactoryError, make_pin_factory as make
+    try:
+        return make(config.pin_factory)
+    except PinFactoryError as exc:
+        raise StartError(str(exc)) from None
 
 
 def make_beams(config: Config, factory, worker: Worker) -> list:
@@ -144,8 +161,19 @@ def make_pipelines(config: Config, worker: Worker, photos, sim=None) -> list:
             for cam in config.cameras]
 
 
-def make_hooks(config: Config, store: Store, buzzer, photos):
+def make_gate_bridge(config: Config, worker: Worker):
+    """Checkpoint gates on other Pis (station/mqtt.py), when the config names a broker.
+    (`mqtt_host`/`mqtt_port` are read if the config schema has them.)"""
+    host = getattr(config, "mqtt_host", None)
+    if not host:
+        return None
+    from station.mqtt import GateBridge
+    return GateBridge(worker, config.station_id, host, getattr(config, "mqtt_port", 1883)).start()
+
+
+def make_hooks(config: Config, store: Store, buzzer, photos, simulate: bool = False):
     from station.web import Hooks
+    from station.web.clock import system_clock_setter
 
     def snapshot() -> bytes | None:
         import cv2
@@ -158,6 +186,9 @@ def make_hooks(config: Config, store: Store, buzzer, photos):
     return Hooks(snapshot=snapshot if photos else None,
                  photo=photos.photo if photos else None,
                  buzzer_test=buzzer.self_test if buzzer else None,
+                 # A laptop running the demo must never have its clock set by a phone.
+                 set_clock=(system_clock_setter() if config.web_set_system_clock
+                            and not simulate else None),
                  disk_path=store.dir)
 
 
@@ -304,10 +335,13 @@ def _build(station: Station, args, config_path: Path | None, speed: float) -> No
     if sim is not None:
         sim.start()
         station.started("simulation", sim.stop)
+    bridge = _optional(station, "mqtt", make_gate_bridge, config, worker)
+    if bridge is not None:
+        station.started("mqtt", bridge.stop)
 
     host = args.host or config.web_host
     port = config.web_port if args.port is None else args.port
-    hooks = make_hooks(config, store, buzzer, photos)
+    hooks = make_hooks(config, store, buzzer, photos, args.simulate)
     server = make_web(config, config_path, worker, store, host, port, hooks)
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
@@ -379,7 +413,11 @@ def run(args) -> int:
     # Installed first: a SIGTERM while starting up still ends in a clean stop.
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: stop_event.set())
-    station = build(args, stop_event)
+    try:
+        station = build(args, stop_event)
+    except StartError as exc:
+        print(f"station run: error: {exc}", file=sys.stderr)
+        return 2
     try:
         station.notifier.ready(status_line(station.worker))
         print(f"station: dashboard at {station.url}", flush=True)

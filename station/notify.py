@@ -28,6 +28,8 @@ class Notifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # A manager that stopped reading must not hang the station's main thread.
+                sock.settimeout(1.0)
                 sock.connect(self.address)
                 sock.sendall("\n".join(lines).encode())
             return True

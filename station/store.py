@@ -99,8 +99,9 @@ class Session:
 def read_boot_id() -> str:
     try:
         return Path(BOOT_ID_PATH).read_text().strip()
-    except OSError:
-        # Not Linux: no way to know the monotonic clock survived, so never resume.
+    except OSError as exc:
+        # No way to know the monotonic clock survived, so never resume a session.
+        log.warning("cannot read the boot id (%s): every start begins a new session", exc)
         return f"unknown-{os.getpid()}-{time.time_ns()}"
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from station.config import Config
-from station.events import check_event
+from station.events import check_event, dumps
 from station.store import Session, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class Worker:
         self.engine = None
         self.rebuilds = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._pending: list[tuple[dict, Receipt | None]] = []
+        self._pending: list[tuple[dict, str, Receipt | None]] = []
         self._dropped = 0
         self._retry_at = 0.0
         self._retry_s = RETRY_FIRST_S
@@ -210,7 +210,7 @@ class Worker:
 
     def _handle(self, items: list) -> bool:
         stopping = False
-        batch: list[tuple[dict, Receipt | None]] = []
+        batch: list[tuple[dict, str, Receipt | None]] = []
         for item in items:
             if item is _STOP:
                 stopping = True
@@ -226,22 +226,31 @@ class Worker:
                     log.exception("worker: control call failed")
                     receipt._finish(exc)
             else:
-                type_, t_ns, fields, receipt = item
-                ev = {"t": self.session.t_of(t_ns), "type": type_, **fields}
-                problem = check_event(ev)
-                if problem:
-                    # Never store it: an exported log must read back without errors.
-                    log.error("worker: refused event %r: %s", ev, problem)
-                    if receipt is not None:
-                        receipt._finish(ValueError(problem))
-                    continue
-                if receipt is not None:
-                    receipt.event = ev
-                batch.append((ev, receipt))
+                built = self._build_event(*item)
+                if built is not None:
+                    batch.append(built)
         self._store_and_feed(batch)
         return stopping
 
-    def _store_and_feed(self, batch: list[tuple[dict, Receipt | None]]) -> None:
+    def _build_event(self, type_: str, t_ns: int, fields: dict, receipt: Receipt | None):
+        """(event, its JSON line, receipt), or None for an event that must not be stored (an
+        exported log must read back without errors); a bad one never spoils its batch."""
+        try:
+            ev = {"t": self.session.t_of(t_ns), "type": type_, **fields}
+            problem = check_event(ev)
+            line = None if problem else dumps(ev).decode()
+        except Exception as exc:
+            ev, problem = {"type": type_, "t_ns": t_ns, **fields}, repr(exc)
+        if problem:
+            log.error("worker: refused event %r: %s", ev, problem)
+            if receipt is not None:
+                receipt._finish(ValueError(problem))
+            return None
+        if receipt is not None:
+            receipt.event = ev
+        return ev, line, receipt
+
+    def _store_and_feed(self, batch: list[tuple[dict, str, Receipt | None]]) -> None:
         if self._pending:
             self._hold(batch)
             if time.monotonic() < self._retry_at:
@@ -250,14 +259,24 @@ class Worker:
         if not batch:
             return
         recovered = [f for f in self._faults.values() if f.source == "store"]
-        evs = [ev for ev, _ in batch]
+        evs = [ev for ev, _, _ in batch]
+        lines = [line for _, line, _ in batch]
         if recovered:
             # The store is back: log when it failed and that it recovered, around what waited.
             now = self.now_s()
-            evs = ([self._fault_event(f, True, f.since_s) for f in recovered] + evs
-                   + [self._fault_event(f, False, now) for f in recovered])
+            opened = [self._fault_event(f, True, f.since_s) for f in recovered]
+            closed = [self._fault_event(f, False, now) for f in recovered]
+            evs = opened + evs + closed
+            lines = [dumps(ev).decode() for ev in opened] + lines + [
+                dumps(ev).decode() for ev in closed]
         try:
-            self.store.append_many(evs)
+            try:
+                self.store.append_many(evs, lines)
+            except StoreError:
+                raise
+            except Exception as exc:  # a bug, not the disk: still hold the events, and say so
+                log.exception("store: append failed")
+                raise StoreError("store_error", repr(exc)) from exc
         except StoreError as exc:
             self._pending = batch
             self._retry_at = time.monotonic() + self._retry_s
@@ -276,13 +295,13 @@ class Worker:
                 log.exception("worker: on_stored callback failed")
         for ev in evs:
             self._feed(ev)
-        for ev, receipt in batch:
+        for ev, _, receipt in batch:
             if receipt is not None:
                 # Shown once the engine's clock has passed the re-ordering window after it.
                 self._awaiting.append((ev["t"] + self.reorder_s, receipt))
         self._after_feed()
 
-    def _hold(self, batch: list[tuple[dict, Receipt | None]]) -> None:
+    def _hold(self, batch: list[tuple[dict, str, Receipt | None]]) -> None:
         for item in batch:
             if len(self._pending) >= MAX_PENDING and item[0]["type"] == "tag":
                 self._dropped += 1
@@ -302,6 +321,8 @@ class Worker:
 
     def _after_feed(self) -> None:
         if self.engine.late:
+            # The engine already decided a time this event belongs to. Widening the window
+            # instead would retract results already shown, so: replay the session, sorted.
             log.info("worker: %d late event(s); rebuilding from the store", self.engine.late)
             self._rebuild()
         self._advance()
@@ -441,7 +462,8 @@ class Worker:
             receipt._finish()
         if self._pending:
             try:
-                self.store.append_many(ev for ev, _ in self._pending)
+                self.store.append_many([ev for ev, _, _ in self._pending],
+                                       [line for _, line, _ in self._pending])
                 self._pending = []
             except StoreError as exc:
                 log.error("stopping with %d events not stored: %s", len(self._pending), exc)

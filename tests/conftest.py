@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,13 @@ def mock_factory():
         factory.reset()
         factory.close()
         Device.pin_factory = saved
+
+
+def require(available: bool, what: str) -> None:
+    """Skip a test whose outside tool is missing on a developer's machine, but fail it in CI
+    (CI=true), where `./dev test` installs every tool: CI must never pass by skipping."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI must have it: ./dev test installs it)")
+    pytest.skip(what)

@@ -15,6 +15,7 @@ import pytest
 
 from station import deploy_info, service_failed
 from station.config import load_config
+from conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "deploy" / "install.sh"
@@ -45,8 +46,7 @@ def _files_under(path: Path) -> list[Path]:
 
 
 def test_scripts_pass_shellcheck():
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is missing (apt-get install shellcheck)")
+    require(shutil.which("shellcheck") is not None, "shellcheck is missing (apt-get install shellcheck)")
     done = subprocess.run(["shellcheck", "-x", "deploy/install.sh", "deploy/uninstall.sh", "deploy/lib.sh"],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
@@ -82,8 +82,11 @@ def test_install_dry_run_prints_every_step_and_changes_nothing(tmp_path):
     assert f"install -m 0640 -o root -g station {ROOT}/deploy/station.toml {tmp_path}/etc/station.toml" in cmds
     assert f"install -m 0644 {ROOT}/systemd/station.service {tmp_path}/units/station.service" in cmds
     assert f"{tmp_path}/units/station-failed@.service" in cmds
-    assert "systemctl daemon-reload" in cmds and "systemctl enable station.service" in cmds
-    assert "systemctl restart station.service" in cmds
+    for name in ("station-clock.service", "station-clock.path"):
+        assert f"{ROOT}/systemd/{name} {tmp_path}/units/{name}" in cmds
+    assert "systemctl daemon-reload" in cmds
+    assert "systemctl enable station.service station-clock.path" in cmds
+    assert "systemctl restart station.service station-clock.path" in cmds
     # The hotspot: an access point with NetworkManager sharing 10.42.0.1/24, WPA2 passphrase.
     nm = next(c for c in _commands(out) if c.startswith("nmcli connection add"))
     for part in ("type wifi", "802-11-wireless.mode ap", "ipv4.method shared",
@@ -110,8 +113,8 @@ def test_install_dry_run_keeps_what_a_previous_install_left(tmp_path):
     (etc / "hotspot.txt").write_text(f"ssid=Club-North\npassphrase={PASSPHRASE}\n")
     units = tmp_path / "units"
     units.mkdir()
-    for name in ("station.service", "station-failed@.service"):
-        shutil.copy(ROOT / "systemd" / name, units / name)
+    for unit in (ROOT / "systemd").iterdir():
+        shutil.copy(unit, units / unit.name)
     first = _run(INSTALL, "--dry-run", env=env)
     assert first.returncode == 0, first.stderr
     # The chrony snippet as the installer would write it, then a second look: up to date.
@@ -144,7 +147,8 @@ def test_uninstall_dry_run_keeps_data_unless_purge(tmp_path):
     done = _run(UNINSTALL, "--dry-run", env=env)
     assert done.returncode == 0, done.stderr
     cmds = _commands(done.stdout)
-    for expected in ("systemctl disable --now station.service",
+    for expected in ("systemctl disable --now station.service station-clock.path",
+                     f"rm -f {tmp_path}/units/station-clock.path",
                      f"rm -f {tmp_path}/units/station.service",
                      f"rm -f {tmp_path}/units/station-failed@.service",
                      "nmcli connection delete station-hotspot",

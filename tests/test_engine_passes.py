@@ -98,3 +98,20 @@ def test_a_long_break_shorter_than_blocked_after_is_no_fault():
     cfg = config(oncoming=False)
     res = replay(in_order([start()] + brk(30.0, 33.0)), cfg)
     assert res.faults == ()
+
+
+def test_an_untagged_runner_in_a_tagged_runners_cluster_gets_its_own_pass():
+    """Bib 16's tags are covered; they cross 0.3 s before bib 15 (one beam cluster). The
+    second body is a pass of its own, credited by prediction from bib 16's earlier laps."""
+    cfg = config()
+    evs = [start()]
+    for t in (10.0, 100.0, 190.0):
+        evs += crossing(t, limbs=False) + reads(16, t)
+    for t in (30.0, 125.0, 230.0):
+        evs += crossing(t, limbs=False) + reads(15, t, speed_mps=4.4)
+    evs += crossing(280.0, torso_s=0.085, limbs=False)            # bib 16, covered
+    evs += crossing(280.3, limbs=False) + reads(15, 280.3, speed_mps=4.4)
+    res = replay(in_order(evs), cfg)
+    last = [(p.t_s, p.bibs, p.source) for p in finish_passes(res) if p.t_s > 270]
+    assert last == [(pytest.approx(280.0, abs=0.005), (16,), "predicted"),
+                    (pytest.approx(280.3, abs=0.005), (15,), "tag")]

@@ -8,7 +8,7 @@ import csv
 import orjson
 import pytest
 
-from engine_kit import brk, config, crossing, in_order, reads, start
+from engine_kit import brk, crossing, in_order, reads, start
 
 from station.cli import main
 from station.config import load_config

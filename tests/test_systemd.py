@@ -14,11 +14,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"
 MAIN = "station.service"
 FAILED = "station-failed@.service"
+CLOCK = "station-clock.service"
+CLOCK_PATH = "station-clock.path"
 # systemd-analyze's overall exposure, 0 (safe) .. 10 (unsafe). The station needs the network
 # and GPIO/camera devices, so some exposure is unavoidable; we are at 1.4.
 MAX_EXPOSURE = 2.0
@@ -26,8 +29,7 @@ MAX_EXPOSURE = 2.0
 
 def _analyze() -> str:
     exe = shutil.which("systemd-analyze")
-    if exe is None:
-        pytest.skip("systemd-analyze is missing (apt-get install systemd; ./dev test installs it)")
+    require(exe is not None, "systemd-analyze is missing (apt-get install systemd)")
     probe = subprocess.run([exe, "--version"], capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"systemd-analyze cannot run here: {probe.stderr.strip()}")
@@ -55,12 +57,13 @@ def _stage(units: dict[str, str], tmp: Path) -> Path:
 
 
 def _shipped() -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted(UNITS.glob("*.service"))}
+    return {p.name: p.read_text() for p in sorted(UNITS.iterdir()) if p.suffix in (".service", ".path")}
 
 
 def _verify(exe: str, folder: Path) -> subprocess.CompletedProcess:
     # The template is verified through an instance, as OnFailure= will start it.
-    targets = [str(folder / MAIN), str(folder / FAILED.replace("@.", f"@{MAIN}."))]
+    targets = [str(folder / MAIN), str(folder / FAILED.replace("@.", f"@{MAIN}.")),
+               str(folder / CLOCK_PATH), str(folder / CLOCK)]
     return subprocess.run([exe, "verify", "--man=no", *targets], capture_output=True, text=True,
                           cwd=folder)
 
@@ -93,7 +96,7 @@ def test_verify_harness_reports_a_bad_line(tmp_path):
 def test_security_exposure_is_under_threshold(tmp_path):
     exe = _analyze()
     folder = _stage(_shipped(), tmp_path)
-    for name in (MAIN, FAILED.replace("@.", f"@{MAIN}.")):
+    for name in (MAIN, FAILED.replace("@.", f"@{MAIN}."), CLOCK):
         exposure = _exposure(exe, folder / name)
         assert exposure <= MAX_EXPOSURE, f"{name}: exposure {exposure} > {MAX_EXPOSURE}"
     # --threshold counts tenths: the same limit, as CI scripts would use it.
@@ -139,3 +142,24 @@ def test_station_unit_promises():
     classes = {v.split()[0] for v in unit["DeviceAllow"]}
     assert classes == {"char-gpiochip", "char-video4linux", "char-media", "char-dma_heap"}
     assert set(unit["SupplementaryGroups"][0].split()) == {"gpio", "video"}
+    assert unit["ProtectClock"] == ["yes"]
+
+
+def test_only_the_clock_unit_may_set_the_clock():
+    clock = _directives((UNITS / CLOCK).read_text())
+    assert clock["CapabilityBoundingSet"] == ["CAP_SYS_TIME"] == clock["AmbientCapabilities"]
+    assert clock["User"] == ["station"] and "station.clock_request apply" in clock["ExecStart"][0]
+    # @clock sits inside @privileged: denying that group whole would make the unit useless.
+    assert not any("@privileged" in v for v in clock["SystemCallFilter"] if v.startswith("~"))
+    path = _directives((UNITS / CLOCK_PATH).read_text())
+    assert path["PathExists"] == ["/var/lib/station/clock-request"] and path["Unit"] == [CLOCK]
+
+
+def test_station_can_read_boot_id_to_continue_its_session():
+    # ProcSubset=pid hides /proc/sys: the store would not see the boot id, and every service
+    # restart would start a new session clock, cutting the laps in progress.
+    unit = (UNITS / "station.service").read_text()
+    settings = [line.split("=", 1)[0].strip() for line in unit.splitlines() if "=" in line and not line.startswith("#")]
+    assert "ProcSubset" not in settings
+    from station.store import read_boot_id
+    assert read_boot_id()

@@ -319,3 +319,43 @@ def test_another_coach_login_and_password_change(st):
     assert resp.status_code == 302
     from station.web.auth import password_ok
     assert password_ok(st.store.get_user("kim")["password_hash"], "new-password-1")
+
+
+def test_bib_sheets_download_as_pdf(st):
+    resp = st.client.get("/coach/roster/bibs.pdf?bib=7")
+    assert resp.status_code == 200 and resp.mimetype == "application/pdf"
+    assert resp.data.startswith(b"%PDF") and resp.data.count(b"/Type /Page") >= 2  # front, back
+    assert st.client.get("/coach/roster/bibs.pdf?bib=999").status_code == 400
+
+
+def test_faults_show_on_the_console_and_health_page(st):
+    st.worker.submit_now("fault", kind="camera_missing", source="finish-cam", active=True,
+                         message="no camera found").wait(5)
+    st.wait(lambda s: s.results.active_faults, "the camera fault")
+    assert "camera missing" in st.client.get("/coach/").get_data(as_text=True)
+    health = st.client.get("/coach/health").get_data(as_text=True)
+    assert "camera missing" in health
+
+
+def test_photo_of_an_unidentified_pass_is_shown_to_coaches(tmp_path):
+    jpeg = b"\xff\xd8\xff\xe0pass-photo\xff\xd9"
+    wanted = {}
+
+    def photo(gate, t_s):
+        wanted["asked"] = (gate, t_s)
+        return jpeg if gate == "finish" else None
+
+    st = Station(tmp_path, hooks=Hooks(photo=photo))
+    try:
+        st.setup_coach()
+        st.feed_scenario("no-bib-solo", seed=1, minutes=3)
+        state = st.wait(lambda s: s.results.passes, "an anonymous pass")
+        t = f"{state.results.passes[0].t_s:.3f}"
+        console = st.client.get("/coach/").get_data(as_text=True)
+        assert f'src="/coach/photo/finish/{t}.jpg"' in console
+        resp = st.client.get(f"/coach/photo/finish/{t}.jpg")
+        assert resp.data == jpeg and wanted["asked"] == ("finish", float(t))
+        assert st.client.get(f"/coach/photo/back/{t}.jpg").status_code == 404
+        assert st.app.test_client().get(f"/coach/photo/finish/{t}.jpg").status_code == 302
+    finally:
+        st.close()

@@ -12,7 +12,7 @@ import time
 import orjson
 import pytest
 
-from station.config import load_config, loads_config
+from station.config import load_config, loads_config, parse_config
 from station.engine import Engine
 from station.events import iter_lines, read_log
 from station.store import DB_NAME, Store
@@ -185,7 +185,14 @@ def test_bad_events_are_refused_and_never_stored(tmp_path, workers):
     assert "broken" in str(receipt.error)
     ok = worker.submit_now("weather", temp_c=12)  # unknown types are fine
     assert ok.wait(DEADLINE_S) and ok.error is None
-    assert [orjson.loads(ln)["type"] for ln in store.lines()] == ["start", "weather"]
+    # a field that is not JSON spoils only its own event, not the others of its burst
+    now = time.monotonic_ns()
+    worker.submit("checkin", now, bib=3, gadget=object())
+    last = worker.submit_now("checkin", bib=4)
+    assert last.wait(DEADLINE_S) and last.error is None
+    assert [orjson.loads(ln)["type"] for ln in store.lines()] == [
+        "start", "weather", "checkin"]
+    assert worker.state.results.checked_in == {4} and worker.healthy()
 
 
 class ChokingEngine(Engine):
@@ -218,7 +225,6 @@ def test_alarm_sounds_the_buzzer_until_a_coach_silences_it(tmp_path, workers, mo
     scenario = build("spotter-dropout", seed=1, minutes=8)
     (truth,) = compute_truth(scenario.world).alarms  # the spotter dropped out once
     raw = dict(scenario.config.source, hardware={"pin_factory": "mock", "buzzer_pin": 22})
-    from station.config import parse_config
     config = parse_config(raw)
     cutoff_s = truth.alarm_s + 1.0  # the world up to just after the alarm is due
 
@@ -250,3 +256,26 @@ def test_alarm_sounds_the_buzzer_until_a_coach_silences_it(tmp_path, workers, mo
     assert not buzzer.alarm
     poll_until(lambda: not pin.state, "the buzzer pin to go low after the chirp")
     buzzer.close()
+
+
+def test_a_late_event_rebuilds_the_engine_from_the_store(tmp_path, workers):
+    store = Store(tmp_path)
+    worker = start(workers, loads_config(ONE_GATE), store)
+    assert worker.submit_now("checkin", bib=1).wait(DEADLINE_S)
+    rebuilds = worker.rebuilds
+    # A remote gate's event, stamped 1.5 s ago, arrives only now: the engine already decided
+    # that time, so the worker replays the session from the store, sorted.
+    late_ns = max(worker.session.origin_ns, time.monotonic_ns() - 1_500_000_000)
+    worker.submit("checkin", late_ns, bib=2)
+    state = wait_until(worker, lambda s: 2 in s.results.checked_in, "the late check-in")
+    assert worker.rebuilds == rebuilds + 1
+    assert state.results.checked_in == replay(store, worker.config).checked_in == {1, 2}
+
+
+def test_a_corrupt_database_is_shown_as_a_fault(tmp_path, workers):
+    (tmp_path / DB_NAME).write_bytes(b"\x00garbage" * 1000)
+    worker = start(workers, loads_config(ONE_GATE), Store(tmp_path))
+    state = wait_until(worker, lambda s: s.results.active_faults, "the db_reset fault")
+    assert [(f.kind, f.gate) for f in state.results.active_faults] == [("db_reset", "store")]
+    assert worker.submit_now("checkin", bib=8).wait(DEADLINE_S)  # and it goes on working
+    assert 8 in worker.state.results.checked_in

@@ -9,79 +9,30 @@ on exactly the events up to its deadline, whether the events come from a file at
 (replay) or trickle in while `advance()` moves the clock (live): live == replay.
 
 The parts: passes.py (beam -> clusters, torso times, blocked), tracks.py (tag reads ->
-tracks), credit.py (who made a pass), laps.py, facing.py, safety.py; this module wires them
-and keeps the per-gate and per-camera state.
+tracks), credit.py (who made a pass), laps.py, facing.py, safety.py (spotter alarms),
+state.py (per-gate and per-camera state), snapshot.py (results); this module runs the
+clock and wires them together.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from heapq import heappop, heappush
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
+from heapq import heappop, heappush
+from itertools import islice
+from operator import itemgetter
 
 from ..config import MAX_BIB, Config
 from . import credit as cr
-from .facing import facings
-from .laps import laps_of, splits_of
-from .model import (ANONYMOUS, BEAM_BLOCKED, CAMERA, MANUAL, PREDICTED, SOLO, TAG, Fault,
-                    Lap, Pass, Results, Split)
-from .passes import GateBeam, remember_torso
+from .model import ANONYMOUS, BEAM_BLOCKED, CAMERA, MANUAL, PREDICTED, SOLO, TAG, Results
+from .passes import remember_torso, torso_time
 from .safety import Safety
-from .tracks import TRACK_GAP_S, Track
-
-# How long to wait after a cluster before crediting it: oncoming cameras have read the
-# runner by then; a departing camera needs a few seconds of reads after the crossing.
-CREDIT_WAIT_ONCOMING_S = 1.5
-CREDIT_WAIT_DEPARTING_S = 3.0
-CREDIT_WAIT_NO_CAMERA_S = 0.5
-# Clusters, passes and tracks older than this can no longer change a decision.
-RECENT_S = 30.0
-# Track bookkeeping (closing quiet tracks, pruning) runs on this grid of session times.
-TICK_S = 2.0
-# A camera stretch ending (oncoming) or starting (departing) this close to its gate is at
-# the gate: its tracks time and credit that gate's passes.
-AT_GATE_M = 1.0
+from .snapshot import build_results
+from .state import RECENT_S, TICK_S, CamState, GateState
+from .tracks import FAR, NEAR_PX, TRACK_GAP_S, Track
 
 _INF = float("inf")
-
-
-class _Cam:
-    __slots__ = ("id", "gate", "quarter", "oncoming", "at_gate", "open", "recent")
-
-    def __init__(self, cam, gate_pos_m: float, length_m: float):
-        self.id = cam.id
-        self.gate = cam.gate
-        self.quarter = cam.quarter
-        self.oncoming = cam.looks == "oncoming"
-        a, b = cam.covers_m
-        off = (gate_pos_m - b) % length_m if self.oncoming else (a - gate_pos_m) % length_m
-        self.at_gate = min(off, length_m - off) <= AT_GATE_M
-        self.open: dict[int, Track] = {}     # bib -> its track still being read
-        self.recent: deque[Track] = deque()  # tracks of the last RECENT_S, oldest first
-
-
-class _Gate:
-    __slots__ = ("id", "is_finish", "beam", "credit_cams", "wait_s", "recent",
-                 "recent_passes", "blocks", "pending_cam", "by_bib")
-
-    def __init__(self, gate, cfg: Config, cams: list[_Cam]):
-        self.id = gate.id
-        self.is_finish = gate.is_finish
-        self.beam = GateBeam(gate.id, cfg.glitch_ms, cfg.merge_ms)
-        self.credit_cams = [c for c in cams if c.at_gate]
-        if any(not c.oncoming for c in self.credit_cams):
-            self.wait_s = CREDIT_WAIT_DEPARTING_S
-        elif self.credit_cams:
-            self.wait_s = CREDIT_WAIT_ONCOMING_S
-        else:
-            self.wait_s = CREDIT_WAIT_NO_CAMERA_S
-        self.recent: deque = deque()          # clusters of the last RECENT_S
-        self.recent_passes: deque = deque()   # passes of the last RECENT_S
-        self.blocks: list[list] = []          # [start_s, end_s or None] of blocked periods
-        self.pending_cam: list[Track] = []    # tracks that crossed while the beam was dark
-        self.by_bib: dict[int, list] = {}     # bib (0 = anonymous) -> credited passes by t
-
 
 class Engine:
     """See the module docstring and docs/ARCHITECTURE.md ("Engine API")."""
@@ -102,8 +53,8 @@ class Engine:
         self._tick_at: float | None = None
         self._cams = {}
         for c in config.cameras:
-            self._cams[c.id] = _Cam(c, config.gate(c.gate).position_m, config.length_m)
-        self._gates = {g.id: _Gate(g, config, [c for c in self._cams.values() if c.gate == g.id])
+            self._cams[c.id] = CamState(c, config.gate(c.gate).position_m, config.length_m)
+        self._gates = {g.id: GateState(g, config, [c for c in self._cams.values() if c.gate == g.id])
                        for g in config.gates}
         self._finish = self._gates[config.finish.id]
         self._names = {r.bib: r.name for r in config.runners}
@@ -128,39 +79,73 @@ class Engine:
 
     def feed(self, ev: dict) -> None:
         """One event, in arrival order."""
-        self.feed_many((ev,))
+        t = ev["t"]
+        if t < self._done_t:
+            # Later than the window allows: processed now, out of order (the live worker
+            # rebuilds from the store when this count grows).
+            self.late += 1
+            self._process(ev, t)
+            return
+        pending = self._pending
+        if pending and t < pending[-1][0]:
+            # Earlier than the last one held: into its place, after equal times (a stable
+            # sort by t). Lines are at most seconds late, so the walk is short.
+            i = len(pending) - 1
+            while i and pending[i - 1][0] > t:
+                i -= 1
+            pending.insert(i, (t, ev))
+        else:
+            pending.append((t, ev))
+        mark = t - self.reorder_s
+        if mark > self._mark:
+            self._mark = mark
+            self._release(mark)
 
-    def feed_many(self, events) -> None:
-        """Events in arrival order (a replay's whole log: this is its hot loop)."""
-        pending, timers, handlers = self._pending, self._timers, self._handlers
-        reorder_s = self.reorder_s
-        for ev in events:
-            t = ev["t"]
-            if t < self._done_t:
-                # Later than the window allows: processed now, out of order (the live
-                # worker rebuilds from the store when this count grows).
-                self.late += 1
-                self._process(ev, t)
-                continue
-            if pending and t < pending[-1][0]:
-                self._insert(t, ev)
-            else:
-                pending.append((t, ev))
-            mark = t - reorder_s
+    def feed_many(self, events, chunk: int = 2048) -> None:
+        """Events in arrival order: a replay's whole log. The same as `feed` for each (for
+        lines within the window), but it re-orders a chunk at a time with one sort, which
+        is most of what makes a replay fast."""
+        key = itemgetter(0)
+        held = list(self._pending)
+        self._pending.clear()
+        it = iter(events)
+        while True:
+            batch = [(ev["t"], ev) for ev in islice(it, chunk)]
+            if not batch:
+                break
+            top = max(batch, key=key)[0]
+            if min(batch, key=key)[0] < self._done_t:
+                # Later than the window allows: sorted in with the rest, counted.
+                self.late += sum(1 for t, _ in batch if t < self._done_t)
+            held += batch
+            held.sort(key=key)   # stable: equal times keep their arrival order
+            mark = top - self.reorder_s
             if mark <= self._mark:
                 continue
             self._mark = mark
-            # _release(mark), inlined.
-            while pending and pending[0][0] <= mark:
-                t, ev = pending.popleft()
-                while timers and timers[0][0] < t:
-                    self._fire()
-                self._done_t = self._last_t = t
-                h = handlers.get(ev["type"])
-                if h is not None:
-                    h(ev, t)
-            while timers and timers[0][0] <= mark:
+            n = bisect_right(held, mark, key=key)
+            self._run(held[:n], mark)
+            del held[:n]
+        self._pending.extend(held)
+
+    def _run(self, ready: list, mark: float) -> None:
+        """Process `ready` (in t order, all t <= mark) with the timers due between them,
+        then the timers due by `mark`."""
+        timers, handlers = self._timers, self._handlers
+        for t, ev in ready:
+            while timers and timers[0][0] < t:
                 self._fire()
+            h = handlers.get(ev["type"])
+            if h is not None:
+                h(ev, t)
+        if ready:
+            # Kept up to date here rather than per event (the handlers do not read them).
+            t = ready[-1][0]
+            self._last_t = t
+            if t > self._done_t:
+                self._done_t = t
+        while timers and timers[0][0] <= mark:
+            self._fire()
 
     def advance(self, t_s: float) -> None:
         """The session clock reached `t_s`: decide what is due (live only)."""
@@ -176,27 +161,11 @@ class Engine:
         self._release(_INF)
 
     def _release(self, mark: float) -> None:
-        pending, timers, handlers = self._pending, self._timers, self._handlers
-        while pending and pending[0][0] <= mark:
-            t, ev = pending.popleft()
-            while timers and timers[0][0] < t:
-                self._fire()
-            self._done_t = self._last_t = t
-            h = handlers.get(ev["type"])
-            if h is not None:
-                h(ev, t)
-        while timers and timers[0][0] <= mark:
-            self._fire()
-
-    def _insert(self, t: float, ev: dict) -> None:
-        """An event earlier than the last one held: into its place, after equal times (a
-        stable sort by t). Lines are at most a few seconds out of order, so the walk from
-        the right is short."""
         pending = self._pending
-        i = len(pending)
-        while i and pending[i - 1][0] > t:
-            i -= 1
-        pending.insert(i, (t, ev))
+        ready = []
+        while pending and pending[0][0] <= mark:
+            ready.append(pending.popleft())
+        self._run(ready, mark)
 
     def _process(self, ev: dict, t: float) -> None:
         h = self._handlers.get(ev["type"])
@@ -222,7 +191,7 @@ class Engine:
         elif kind == "tick":
             self._tick(deadline)
         elif kind == "block":
-            self._blocked(a, b)
+            self._blocked(a, b, deadline)
 
     # ---- beam ------------------------------------------------------------------------
 
@@ -254,7 +223,7 @@ class Engine:
         if kind != "fault_end":
             gate.pending_cam.clear()
 
-    def _blocked(self, gate: _Gate, gen: int) -> None:
+    def _blocked(self, gate: GateState, gen: int, now: float) -> None:
         r = gate.beam.block_timeout(gen)
         if r is None:
             return
@@ -267,11 +236,11 @@ class Engine:
         gate.blocks.append([start, None])
         for tr in gate.pending_cam:
             if tr.crossing_s() >= start:
-                self._camera_pass(gate, tr)
+                self._camera_pass(gate, tr, now)
         gate.pending_cam.clear()
         self.version += 1
 
-    def _cluster_done(self, gate: _Gate, cluster) -> None:
+    def _cluster_done(self, gate: GateState, cluster) -> None:
         gate.recent.append(cluster)
         self._timer(cluster.end_s + gate.wait_s, "credit", cluster)
 
@@ -284,11 +253,13 @@ class Engine:
             backward = self._last_dir.get(bib, False)
         return self._torso.setdefault((bib, backward), [])
 
-    def _decide(self, gate: _Gate, cluster, now: float) -> None:
+    def _decide(self, gate: GateState, cluster, now: float) -> None:
         cluster.decided = True
         matched = {}
         if gate.credit_cams:
-            others = [c.rough_s() for c in gate.recent if c is not cluster]
+            here = cluster.start_s
+            others = [c.rough_s() for c in gate.recent
+                      if c is not cluster and abs(c.breaks[0][0] - here) < 2 * cr.MATCH_TOL_S]
             beam = gate.beam
             if beam.cluster is not None:
                 others.append(beam.cluster.rough_s())
@@ -296,32 +267,34 @@ class Engine:
                 others.append(beam.broken_since)
             matched = cr.match_tracks(cluster, gate.credit_cams, others)
         bibs = sorted(matched, key=lambda b: (cr.crossing_of(matched[b]), b))
-        if not bibs:
-            s, e = cluster.torso()
-            bibs_, source = self._fallback(gate, cluster.rough_s(), set())
-            who = bibs_[0] if bibs_ else 0
-            hist = self._history(who)
-            p = cr.PassRec(gate.id, cr.torso_time(s, e, hist), bibs_, source, cluster, e - s)
-            remember_torso(hist, e - s)
-            cluster.passes.append(p)
-            self._add_pass(gate, p)
-            return
+        if len(bibs) > 1:
+            bibs = cr.plausible_bibs(cluster, bibs, matched)
         backward = {}
-        for bib, tracks in matched.items():
+        for bib in bibs:
+            tracks = matched[bib]
             fwd = sum(tr.n_forward() for tr in tracks)
             bwd = sum(tr.n_backward() for tr in tracks)
             backward[bib] = self._last_dir[bib] = bwd > fwd
-        history = lambda bib: self._history(bib, backward[bib])  # noqa: E731
-        for t, bib, dur in cr.split_cluster(cluster, bibs, history):
-            tracks = matched[bib]
-            p = cr.PassRec(gate.id, t, (bib,), TAG, cluster, dur, tracks)
-            for tr in tracks:
-                tr.credited = p
-            remember_torso(history(bib), dur)
+        crossing = {bib: cr.crossing_of(matched[bib]) for bib in bibs}
+        history = lambda bib: self._history(bib, backward.get(bib))  # noqa: E731
+        for bib, s, e, t in cr.split_cluster(cluster, bibs, crossing, history):
+            if bib is None:
+                bibs_, source = self._fallback(gate, s + 0.4 * (e - s), set())
+                who = bibs_[0] if bibs_ else 0
+                hist = self._history(who)
+                p = cr.PassRec(gate.id, torso_time(s, e, hist), bibs_, source, cluster, e - s)
+            else:
+                hist = history(bib)
+                tracks = matched[bib]
+                p = cr.PassRec(gate.id, torso_time(s, e, hist) if t is None else t, (bib,),
+                               TAG, cluster, e - s, tracks)
+                for tr in tracks:
+                    tr.credited = p
+            remember_torso(hist, e - s)
             cluster.passes.append(p)
-            self._add_pass(gate, p)
+            self._add_pass(gate, p, now)
 
-    def _fallback(self, gate: _Gate, t: float, excluded: set) -> tuple[tuple, str]:
+    def _fallback(self, gate: GateState, t: float, excluded: set) -> tuple[tuple, str]:
         """Credit for a pass no camera explains: predicted, else solo, else anonymous."""
         excluded = set(excluded) | self._checked_out
         min_lap = self.config.min_lap_s
@@ -331,8 +304,11 @@ class Engine:
         # A runner the cameras see still coming is not the one who just crossed.
         for cam in gate.credit_cams:
             for tr in cam.recent:
-                if tr.credited is None and tr.n_front + tr.n_back >= cr.MIN_TRACK_READS \
-                        and tr.crossing_s() > t + cr.MATCH_TOL_S:
+                if tr.last_s < t - cr.MATCH_TOL_S or tr.credited is not None \
+                        or tr.n_front + tr.n_back < cr.MIN_TRACK_READS:
+                    continue
+                if (cam.oncoming and tr.last_s > t + cr.AFTER_LINE_S) or (
+                        tr.crossing_quality() != FAR and tr.crossing_s() > t + cr.MATCH_TOL_S):
                     excluded.add(tr.bib)
         bib = cr.predicted_bib(t, gate.by_bib, min_lap, self.config.max_lap_s, excluded)
         if bib is not None:
@@ -343,7 +319,8 @@ class Engine:
                 return (bib,), SOLO
         return (), ANONYMOUS
 
-    def _add_pass(self, gate: _Gate, p: cr.PassRec) -> None:
+    def _add_pass(self, gate: GateState, p: cr.PassRec, now: float) -> None:
+        """`now`: the session time of this decision (alarm deadlines are never before it)."""
         self._passes.append(p)
         gate.recent_passes.append(p)
         self._index(gate, p)
@@ -351,22 +328,22 @@ class Engine:
             for bib in p.bibs:
                 self._take_back(gate, bib, p)
         if p.source in (TAG, CAMERA) and gate.credit_cams:
-            due = max(p.t_s + self.config.spotter_timeout_s, self._done_t)
+            due = max(p.t_s + self.config.spotter_timeout_s, now)
             for bib in p.bibs:
                 self._timer(due, "alarm", p, bib)
         self.version += 1
 
-    def _index(self, gate: _Gate, p: cr.PassRec) -> None:
+    def _index(self, gate: GateState, p: cr.PassRec) -> None:
         for bib in p.bibs or (0,):
             insort(gate.by_bib.setdefault(bib, []), p, key=_pass_t)
 
-    def _unindex(self, gate: _Gate, p: cr.PassRec) -> None:
+    def _unindex(self, gate: GateState, p: cr.PassRec) -> None:
         for bib in p.bibs or (0,):
             plist = gate.by_bib.get(bib)
             if plist is not None and p in plist:
                 plist.remove(p)
 
-    def _take_back(self, gate: _Gate, bib: int, proof: cr.PassRec) -> None:
+    def _take_back(self, gate: GateState, bib: int, proof: cr.PassRec) -> None:
         """A sure pass of `bib` proves its guessed credits close in time wrong."""
         plist = gate.by_bib.get(bib)
         if not plist:
@@ -378,8 +355,18 @@ class Engine:
                     and abs(q.t_s - proof.t_s) < min_lap:
                 bibs, source = self._fallback(gate, q.t_s, {bib})
                 self._recredit(gate, q, bibs, source)
+        # A pass left anonymous because two runners could explain it may be explained
+        # now that one of them is placed elsewhere.
+        anon = gate.by_bib.get(0)
+        if anon:
+            i = bisect_left(anon, proof.t_s - min_lap, key=_pass_t)
+            for q in anon[i:bisect_right(anon, proof.t_s + min_lap, key=_pass_t)]:
+                if q.source == ANONYMOUS:
+                    bibs, source = self._fallback(gate, q.t_s, set())
+                    if bibs:
+                        self._recredit(gate, q, bibs, source)
 
-    def _recredit(self, gate: _Gate, p: cr.PassRec, bibs: tuple, source: str) -> None:
+    def _recredit(self, gate: GateState, p: cr.PassRec, bibs: tuple, source: str) -> None:
         if not p.deleted:
             self._unindex(gate, p)
         p.bibs, p.source = bibs, source
@@ -387,7 +374,7 @@ class Engine:
             self._index(gate, p)
         self.version += 1
 
-    def _camera_pass(self, gate: _Gate, tr: Track) -> None:
+    def _camera_pass(self, gate: GateState, tr: Track, now: float) -> None:
         """A runner crossed while the beam was blocked: timed by the camera."""
         t = tr.crossing_s()
         for q in gate.by_bib.get(tr.bib, ())[-3:]:
@@ -395,7 +382,7 @@ class Engine:
                 return
         p = cr.PassRec(gate.id, t, (tr.bib,), CAMERA, tracks=[tr])
         tr.credited = p
-        self._add_pass(gate, p)
+        self._add_pass(gate, p, now)
 
     # ---- tags ------------------------------------------------------------------------
 
@@ -416,14 +403,19 @@ class Engine:
             tr.n_back += 1
         else:
             tr.n_front += 1
-        tr.reads.append((t, ev.get("px")))
+        px = ev.get("px")
+        tr.reads.append((t, px))
+        if px is None or px >= NEAR_PX:
+            if tr.near_first_s is None:
+                tr.near_first_s = t
+            tr.near_last_s = t
         if bib in self._alarmed:
             self.safety.on_read(bib, bool(tag & 1) != cam.oncoming, t)
 
-    def _new_track(self, cam: _Cam, bib: int, old: Track | None, t: float) -> Track:
+    def _new_track(self, cam: CamState, bib: int, old: Track | None, t: float) -> Track:
         if old is not None:
             old.close()
-            self._track_closed(old)
+            self._track_closed(old, t)
         tr = Track(cam, bib, t)
         cam.open[bib] = tr
         cam.recent.append(tr)
@@ -433,15 +425,15 @@ class Engine:
             self._timer(self._tick_at, "tick")
         return tr
 
-    def _track_closed(self, tr: Track) -> None:
+    def _track_closed(self, tr: Track, now: float) -> None:
         if tr.credited is not None or tr.n_front + tr.n_back < cr.MIN_TRACK_READS \
-                or not tr.cam.at_gate:
+                or not tr.cam.at_gate or tr.crossing_quality() == FAR:
             return
         gate = self._gates[tr.cam.gate]
         c = tr.crossing_s()
         for start, end in gate.blocks:
             if start <= c and (end is None or c <= end):
-                self._camera_pass(gate, tr)
+                self._camera_pass(gate, tr, now)
                 return
         since = gate.beam.broken_since
         if since is not None and c >= since:
@@ -456,7 +448,7 @@ class Engine:
                     if tr.last_s + TRACK_GAP_S < k:
                         del cam.open[bib]
                         tr.close()
-                        self._track_closed(tr)
+                        self._track_closed(tr, k)
                 still_open = still_open or bool(cam.open)
             recent = cam.recent
             while recent and recent[0].closed and recent[0].last_s < k - RECENT_S:
@@ -500,8 +492,13 @@ class Engine:
                 self.version += 1
 
     def _on_silence(self, ev: dict, t: float) -> None:
-        bib = ev.get("bib")
-        self.safety.silence(bib if isinstance(bib, int) else None, t)
+        if ev.get("bib") is None:
+            self.safety.silence(None, t)    # everybody
+            return
+        try:
+            self.safety.silence(int(ev["bib"]), t)
+        except (TypeError, ValueError):
+            pass   # a bib that is no bib silences nobody (never everybody)
 
     def _on_correct(self, ev: dict, t: float) -> None:
         """A coach's correction of a pass, named by gate and time as shown (3 decimals)."""
@@ -517,7 +514,7 @@ class Engine:
             return
         if action == "add":
             if bibs:
-                self._add_pass(gate, cr.PassRec(gate.id, pass_t, bibs, MANUAL))
+                self._add_pass(gate, cr.PassRec(gate.id, pass_t, bibs, MANUAL), t)
             return
         want_deleted = action == "restore"
         found = [p for p in self._passes
@@ -553,36 +550,9 @@ class Engine:
             if res.now_s != self.now_s:
                 res = dataclasses.replace(res, now_s=self.now_s)
             return res
-        res = self._build()
+        res = build_results(self)
         self._cache = (self.version, res)
         return res
-
-    def _build(self) -> Results:
-        cfg = self.config
-        laps, splits = [], []
-        finish = self._finish
-        checkpoints = [g for g in self._gates.values() if not g.is_finish]
-        for bib in sorted(finish.by_bib):
-            runs = laps_of(finish.by_bib[bib], cfg.min_lap_s, cfg.max_lap_s)
-            if not runs:
-                continue
-            faces = facings(self._bib_tracks.get(bib, ()) if bib else (),
-                            [(s.t_s, e.t_s) for _, _, s, e in runs])
-            name = self._names.get(bib, "")
-            for (run, lap, s, e), q in zip(runs, faces):
-                laps.append(Lap(bib, name, run, lap, s.t_s, e.t_s, e.t_s - s.t_s, *q,
-                                e.source))
-            if bib:
-                cps = [p for g in checkpoints for p in g.by_bib.get(bib, ())]
-                for run, lap, gate, t, split in splits_of(runs, cps):
-                    splits.append(Split(bib, run, lap, gate, t, split))
-        passes = sorted((Pass(p.gate, p.t_s, p.bibs, p.source, p.deleted) for p in self._passes),
-                        key=lambda p: (p.t_s, p.gate, p.bibs))
-        faults = tuple(Fault(*row) for row in sorted(self._faults, key=lambda r: (r[2], r[0], r[1])))
-        return Results(laps=tuple(laps), passes=tuple(passes), splits=tuple(splits),
-                       alarms=self.safety.alarms(), faults=faults,
-                       checked_in=frozenset(self._checked_in), now_s=self.now_s)
-
 
 def _pass_t(p) -> float:
     return p.t_s

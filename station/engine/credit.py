@@ -12,10 +12,18 @@ fitted crossings (the runner whose tag grows faster is nearer the line).
 
 from __future__ import annotations
 
-from .passes import Cluster, torso_time
+from itertools import combinations
+
+from .passes import SPLIT_FRACTION, Cluster
+from .tracks import FAR, FITTED, MAX_LEAD_S
 
 # A track's crossing further than this from a cluster is not that cluster's runner.
 MATCH_TOL_S = 1.5
+# How far past the line (in time) a camera at the line may still read a runner: frame
+# timing and the torso-vs-tag offset.
+AFTER_LINE_S = 0.3
+# Runners whose crossings are this close may share one body-length break (side by side).
+SIDE_BY_SIDE_S = 0.4
 # A track needs this many reads to credit anything: one read is a stray.
 MIN_TRACK_READS = 2
 # How far from the predicted arrival a pass may be and still be explained by it.
@@ -47,10 +55,22 @@ def match_tracks(cluster: Cluster, cams, others: list[float]) -> dict[int, list]
     """bib -> the uncredited tracks (of the gate's cameras `cams`) whose crossing is nearer
     this cluster than any other activity at the gate (`others`: rough times)."""
     here = cluster.rough_s()
+    lo, hi = here - AFTER_LINE_S, here + AFTER_LINE_S
+    horizon = MATCH_TOL_S + MAX_LEAD_S
     found: dict[int, list] = {}
     for cam in cams:
         for tr in cam.recent:
-            if tr.credited is not None or tr.n_front + tr.n_back < MIN_TRACK_READS:
+            # A camera at the line sees an oncoming runner only before they cross it (and
+            # not long before), a departing one only after.
+            if cam.oncoming:
+                if not here - horizon <= tr.last_s <= hi:
+                    continue
+            elif not lo <= tr.first_s <= here + horizon:
+                continue
+            if tr.credited is not None or (tr.n_front + tr.n_back < MIN_TRACK_READS
+                                           and not tr.lone_near()):
+                continue
+            if tr.crossing_quality() == FAR:
                 continue
             c = tr.crossing_s()
             d = abs(c - here)
@@ -66,22 +86,49 @@ def crossing_of(tracks: list) -> float:
     return sum(tr.crossing_s() for tr in tracks) / len(tracks)
 
 
-def split_cluster(cluster: Cluster, bibs_in_order: list[int], history_of) -> list[tuple]:
-    """Times for the passes in a cluster: [(t_s, bib or None, torso duration)].
+def plausible_bibs(cluster: Cluster, bibs: list[int], matched: dict) -> list[int]:
+    """More runners than bodies in the beam: keep the runners whose crossing is nearest,
+    one per body, plus any crossing side by side with the cluster (sharing a break)."""
+    n_bodies = len(cluster.bodies(SPLIT_FRACTION))
+    if n_bodies >= len(bibs):
+        return bibs
+    here = cluster.rough_s()
+    dist = {b: abs(crossing_of(matched[b]) - here) for b in bibs}
+    close = sum(1 for b in bibs if dist[b] <= SIDE_BY_SIDE_S
+                and all(tr.crossing_quality() == FITTED for tr in matched[b]))
+    keep = set(sorted(bibs, key=lambda b: (dist[b], b))[:max(n_bodies, close)])
+    return [b for b in bibs if b in keep]
 
-    `bibs_in_order`: matched bibs sorted by their fitted crossing; `history_of(bib)` gives
-    the runner's recent torso durations (list, may be empty)."""
-    if len(bibs_in_order) <= 1:
-        bib = bibs_in_order[0] if bibs_in_order else None
-        s, e = cluster.torso()
-        return [(torso_time(s, e, history_of(bib)), bib, e - s)]
-    bodies = cluster.bodies()
+
+def split_cluster(cluster: Cluster, bibs_in_order: list[int], crossing: dict,
+                  history_of) -> list[tuple]:
+    """The passes in a cluster: [(bib or None, start_s, end_s, t_s or None)], in time order.
+
+    `bibs_in_order`: matched bibs sorted by their fitted crossing (`crossing[bib]`);
+    `history_of(bib)` gives the runner's recent torso durations. A pass with bib None is a
+    body no camera explained (credited by the fall-backs); t_s None means "time it from the
+    break with its runner's history" (torso_time)."""
     k = len(bibs_in_order)
+    separate = cluster.separate_bodies()
+    if len(separate) > k:
+        # More clearly separate bodies than bibs: an untagged runner crossed with them.
+        # Each bib takes the body nearest its crossing (keeping their order).
+        best = None
+        for chosen in combinations(range(len(separate)), k):
+            cost = sum(abs(cluster_rough(separate[i]) - crossing[bib])
+                       for i, bib in zip(chosen, bibs_in_order))
+            if best is None or cost < best[0]:
+                best = (cost, chosen)
+        owner = dict(zip(best[1], bibs_in_order))
+        return [(owner.get(i), s, e, None) for i, (s, e) in enumerate(separate)]
+    if k <= 1:
+        s, e = cluster.torso()
+        return [(bibs_in_order[0] if k else None, s, e, None)]
+    bodies = cluster.bodies(SPLIT_FRACTION)
     if len(bodies) >= k:
         # The k longest bodies, back in time order.
         bodies = sorted(sorted(bodies, key=lambda b: b[0] - b[1])[:k])
-        return [(torso_time(s, e, history_of(bib)), bib, e - s)
-                for (s, e), bib in zip(bodies, bibs_in_order)]
+        return [(bib, s, e, None) for (s, e), bib in zip(bodies, bibs_in_order)]
     # Fewer bodies than runners: some crossed side by side in one long break. The first
     # in it is timed from its start, the last from its end, anyone between at the middle.
     out = []
@@ -91,7 +138,7 @@ def split_cluster(cluster: Cluster, bibs_in_order: list[int], history_of) -> lis
         groups.setdefault(b, []).append(bib)
     for (s, e), members in sorted(groups.items()):
         if len(members) == 1:
-            out.append((torso_time(s, e, history_of(members[0])), members[0], e - s))
+            out.append((members[0], s, e, None))
             continue
         for j, bib in enumerate(members):
             hist = history_of(bib)
@@ -102,8 +149,12 @@ def split_cluster(cluster: Cluster, bibs_in_order: list[int], history_of) -> lis
                 t = e - 0.6 * typical
             else:
                 t = s + (e - s) * j / (len(members) - 1)
-            out.append((t, bib, typical))
+            out.append((bib, s, e, t))
     return out
+
+
+def cluster_rough(brk: tuple[float, float]) -> float:
+    return brk[0] + 0.4 * (brk[1] - brk[0])
 
 
 def predicted_bib(t_s: float, passes_by_bib: dict, min_lap_s: float, max_lap_s: float,

@@ -15,6 +15,8 @@ from .model import BACKWARD, FORWARD, MIXED, UNOBSERVED
 
 # Both directions need this many reads in one lap-quarter to be `mixed`, not noise.
 MIXED_MIN_READS = 2
+# Tracks of fewer reads say nothing about facing.
+MIN_TRACK_READS = 2
 
 
 def classify(n_forward: int, n_backward: int) -> str:
@@ -34,6 +36,8 @@ def facings(tracks: list, spans: list[tuple[float, float]]) -> list[tuple[str, s
     if spans:
         ends = [e for _, e in spans]
         for tr in tracks:
+            if tr.n_front + tr.n_back < MIN_TRACK_READS:
+                continue   # a lone read may be a stray: facing is never a guess
             t = tr.mid_s
             i = bisect_left(ends, t)
             if i == len(spans) or not spans[i][0] < t:

@@ -18,6 +18,12 @@ from __future__ import annotations
 TORSO_HISTORY = 7
 # A break at least this fraction of the cluster's longest counts as a body, not a limb.
 TORSO_FRACTION = 0.6
+# When the cameras say several runners crossed, a smaller runner's torso may be shorter
+# than that next to a slow runner's; limbs stay under a third of a torso.
+SPLIT_FRACTION = 0.4
+# A second body on its own (no tag says so) must be this long and this far from the other.
+MIN_BODY_S = 0.05
+MIN_BODY_GAP_S = 0.15
 
 
 def torso_time(start_s: float, end_s: float, history: list[float] | None) -> float:
@@ -64,11 +70,26 @@ class Cluster:
                 best = b
         return best
 
-    def bodies(self) -> list[tuple[float, float]]:
+    def bodies(self, fraction: float = TORSO_FRACTION) -> list[tuple[float, float]]:
         """Breaks long enough to be a torso, in time order."""
         s, e = self.torso()
-        floor = TORSO_FRACTION * (e - s)
+        floor = fraction * (e - s)
         return [b for b in self.breaks if b[1] - b[0] >= floor]
+
+    def separate_bodies(self) -> list[tuple[float, float]]:
+        """Torso-length breaks far enough apart to be different people, in time order."""
+        s, e = self.torso()
+        floor = max(TORSO_FRACTION * (e - s), MIN_BODY_S)
+        out: list[tuple[float, float]] = []
+        for b in self.breaks:
+            if b[1] - b[0] < floor:
+                continue
+            if out and (b[0] + b[1]) / 2 - (out[-1][0] + out[-1][1]) / 2 < MIN_BODY_GAP_S:
+                if b[1] - b[0] > out[-1][1] - out[-1][0]:
+                    out[-1] = b
+                continue
+            out.append(b)
+        return out
 
     def rough_s(self) -> float:
         """A crossing time good enough to match camera tracks with, before credit."""

@@ -1,7 +1,7 @@
 """Spotter alarms (SPEC §4): a backward runner passing a gate needs somebody else there.
 
 When a camera at gate g saw runner b running backwards on the pass at time t, somebody else
-must pass g (a beam pass, or a camera track of another bib crossing) within
+must pass g (a beam pass, or another bib read near g's cameras) within
 [t - spotter_lead_s, t + spotter_timeout_s]. If nobody does, the alarm goes off at
 t + spotter_timeout_s. It sounds until cleared: by a companion (b passes a gate backwards
 again with somebody else there), by b being seen running forward (two forward reads in a
@@ -66,12 +66,18 @@ class Safety:
         cl = p.cluster
         if cl is not None and len(cl.passes) == 1 and len(cl.bodies()) >= 2:
             times.append(p.t_s)
-        for cam in gate.credit_cams:
+        # Another bib read near the gate's cameras in the window (SPEC: "beam, or another
+        # bib read"), or a track of one whose crossing falls in it.
+        for cam in e._cams.values():
+            if cam.gate != gate.id:
+                continue
             for tr in cam.recent:
-                if tr.bib != bib and tr.n_front + tr.n_back >= MIN_TRACK_READS:
-                    c = tr.crossing_s()
-                    if lo <= c <= hi:
-                        times.append(c)
+                if tr.bib == bib or tr.n_front + tr.n_back < MIN_TRACK_READS:
+                    continue
+                if tr.near_first_s is not None and tr.near_first_s <= hi and tr.near_last_s >= lo:
+                    times.append(max(lo, tr.near_first_s))
+                elif cam.at_gate and lo <= tr.crossing_s() <= hi:
+                    times.append(tr.crossing_s())
         return min(times) if times else None
 
     def check(self, p, bib: int) -> None:

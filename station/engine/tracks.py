@@ -23,6 +23,14 @@ FIT_SPAN_S = 3.0
 DEFAULT_LEAD_S = 0.5
 # A fitted crossing further than this from the read nearest the line is not believed.
 MAX_LEAD_S = 3.0
+# Without a fit, a track whose read nearest the line shows the tag at least this big (px)
+# ended close to the line; smaller, the runner was last seen far away.
+REACH_PX = 40.0
+FAR, NEAR, FITTED = 0, 1, 2
+# A lone read this big is a runner near the line (strays come from afar: px 15-40).
+LONE_READ_PX = 42.0
+# A tag this big (px) is near the camera: somebody is at the gate, not in the distance.
+NEAR_PX = 14.0
 
 
 class Track:
@@ -30,7 +38,7 @@ class Track:
     the track is closed and summarised; the counts and the fitted crossing stay."""
 
     __slots__ = ("cam", "bib", "first_s", "last_s", "n_front", "n_back", "reads",
-                 "_cross", "closed", "credited")
+                 "_cross", "closed", "credited", "near_first_s", "near_last_s")
 
     def __init__(self, cam, bib: int, t_s: float):
         self.cam = cam
@@ -44,6 +52,9 @@ class Track:
         self.closed = False
         # The pass this track has already credited (a track credits at most one pass).
         self.credited = None
+        # First and last read with the tag big enough to be near the camera (None: none).
+        self.near_first_s: float | None = None
+        self.near_last_s: float | None = None
 
     @property
     def n_reads(self) -> int:
@@ -62,6 +73,14 @@ class Track:
 
     def crossing_s(self) -> float:
         """When this runner crossed the camera's gate line (see module docstring)."""
+        return self._fit()[0]
+
+    def crossing_quality(self) -> int:
+        """FITTED (px growth fits a line), NEAR (no fit, but read close to the line or
+        without px) or FAR (read only far away: no idea when, or if, they cross)."""
+        return self._fit()[1]
+
+    def _fit(self) -> tuple[float, int]:
         if self.closed:
             return self._cross
         # Open: refit whenever reads were added since the last fit.
@@ -71,35 +90,52 @@ class Track:
                                             self.first_s, self.last_s))
         return self._cross[1]
 
+    def lone_near(self) -> bool:
+        """A single read, but of a tag so big the runner was a few metres from the line:
+        one frame of a real runner (a badly printed bib), not a stray from the distance."""
+        if self.n_front + self.n_back != 1 or not self.reads:
+            return False
+        px = self.reads[0][1]
+        return px is not None and px >= LONE_READ_PX
+
     def close(self) -> None:
         if not self.closed:
-            self._cross = self.crossing_s()  # fit now, while the reads are still here
+            self._cross = self._fit()  # fit now, while the reads are still here
             self.closed = True
-            self.reads = None
+            if len(self.reads) > 1:   # a lone read is kept: its px says how near it was
+                self.reads = None
 
 
-def _fit_crossing(reads: list, oncoming: bool, first_s: float, last_s: float) -> float:
+def _fit_crossing(reads: list, oncoming: bool, first_s: float,
+                  last_s: float) -> tuple[float, int]:
     if oncoming:
         near_s, sign = last_s, 1.0
-        pts = [(t, 1.0 / px) for t, px in reads if px and t >= last_s - FIT_SPAN_S]
+        near_px = reads[-1][1] if reads else None
+        pts = [(t, px) for t, px in reads if px and t >= last_s - FIT_SPAN_S]
     else:
         near_s, sign = first_s, -1.0
-        pts = [(t, 1.0 / px) for t, px in reads if px and t <= first_s + FIT_SPAN_S]
-    default = near_s + sign * DEFAULT_LEAD_S
-    n = len(pts)
-    if n < 3:
+        near_px = reads[0][1] if reads else None
+        pts = [(t, px) for t, px in reads if px and t <= first_s + FIT_SPAN_S]
+    default = (near_s + sign * DEFAULT_LEAD_S,
+               NEAR if near_px is None or near_px >= REACH_PX else FAR)
+    if len(pts) < 3:
         return default
-    # Least squares u = a*t + b, centred on the mean time for numerical sanity.
+    # Weighted least squares u = a*t + b with u = 1/px, in time relative to the first
+    # point. px is read to a roughly constant relative error, so u's error grows as 1/px:
+    # weighting each residual by px (w = px^2) trusts the near, big reads most.
     t0 = pts[0][0]
-    st = su = stt = stu = 0.0
-    for t, u in pts:
+    n = st = su = stt = stu = 0.0
+    for t, px in pts:
         t -= t0
-        st += t
-        su += u
-        stt += t * t
-        stu += t * u
+        u = 1.0 / px
+        w = px * px
+        n += w
+        st += w * t
+        su += w * u
+        stt += w * t * t
+        stu += w * t * u
     den = n * stt - st * st
-    if den <= 1e-12:
+    if den <= 1e-6 * n * n:   # the reads span no time to speak of
         return default
     a = (n * stu - st * su) / den
     b = (su - a * st) / n
@@ -108,8 +144,8 @@ def _fit_crossing(reads: list, oncoming: bool, first_s: float, last_s: float) ->
         return default
     cross = t0 - b / a
     lead = (cross - near_s) * sign
-    if lead < 0:
-        return near_s
-    if lead > MAX_LEAD_S:
+    if lead < 0 or lead > MAX_LEAD_S:
+        # The line before the nearest read, or far beyond it: the fit is noise (a runner
+        # read only far away); fall back to the typical lead.
         return default
-    return cross
+    return (cross, FITTED)

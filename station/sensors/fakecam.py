@@ -44,14 +44,16 @@ class TagSpec:
     tilt_deg: float = 0.0
     shirt_bgr: tuple[int, int, int] = (40, 40, 160)
     number: int | None = None  # printed under the tag; default tag // 2
+    blur_px: float = 0.0       # motion blur of this runner (the background stays sharp)
+    blur_deg: float = 0.0
 
 
 @dataclass(frozen=True)
 class Look:
     """The camera's defects for one frame."""
 
-    blur_px: float = 0.0        # motion blur length (horizontal streak)
-    blur_deg: float = 0.0       # motion blur direction
+    blur_px: float = 0.0        # blur of the whole frame (camera shake), streak length
+    blur_deg: float = 0.0       # its direction
     noise: float = 0.0          # sensor noise, grey-level sigma
     gain: float = 1.0           # <1 dim (dusk, shade), >1 bright (overexposed sun)
     jpeg: int | None = None     # JPEG quality, None for no compression
@@ -80,8 +82,9 @@ def background(width: int, height: int, seed: int = 0) -> np.ndarray:
         x0 = width * (0.1 * k)
         cv2.line(img, (int(x0), height), (int(vx), int(vy) + int(height * 0.15)),
                  (235, 235, 235), max(1, width // 400), cv2.LINE_AA)
-    texture = rng.normal(0, 6, (height, width, 1))
-    return np.clip(img + texture, 0, 255).astype(np.uint8)
+    # Surface texture (tartan grain, grass): spatially smooth, unlike sensor noise.
+    texture = cv2.GaussianBlur(rng.normal(0, 12, (height, width)).astype(np.float32), (0, 0), 1.5)
+    return np.clip(img + texture[:, :, None], 0, 255).astype(np.uint8)
 
 
 def _bib_image(spec: TagSpec) -> tuple[np.ndarray, np.ndarray, tuple[float, float], int]:
@@ -140,9 +143,25 @@ def draw_tag(frame: np.ndarray, spec: TagSpec) -> None:
     size = (bx1 - bx0, by1 - by0)
     warped = cv2.warpPerspective(small, homography, size, flags=cv2.INTER_LINEAR)
     alpha = cv2.warpPerspective(small_mask, homography, size, flags=cv2.INTER_LINEAR)
+    if spec.blur_px >= 1.0:
+        kernel = motion_kernel(spec.blur_px, spec.blur_deg)
+        warped = cv2.filter2D(warped, -1, kernel)
+        alpha = cv2.filter2D(alpha, -1, kernel)
     alpha = (alpha.astype(np.float32) / 255)[:, :, None]
     roi = frame[by0:by1, bx0:bx1]
     roi[:] = (warped * alpha + roi * (1 - alpha)).astype(np.uint8)
+
+
+def motion_kernel(length_px: float, angle_deg: float) -> np.ndarray:
+    """A line kernel `length_px` long: the streak of a moving subject in one exposure."""
+    n = max(3, int(math.ceil(length_px)) | 1)
+    kernel = np.zeros((n, n), np.float32)
+    c = (n - 1) / 2
+    half = length_px / 2
+    dx, dy = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+    for k in np.linspace(-half, half, 4 * n):
+        kernel[int(round(c + k * dy)), int(round(c + k * dx))] += 1
+    return kernel / kernel.sum()
 
 
 def draw_clutter(frame: np.ndarray, count: int, rng: np.random.Generator) -> None:
@@ -188,14 +207,8 @@ def render(tags: Sequence[TagSpec], width: int = 1280, height: int = 720,
         draw_clutter(frame, look.clutter, rng)
     for spec in tags:
         draw_tag(frame, spec)
-    if look.blur_px >= 1.5:
-        n = int(round(look.blur_px))
-        kernel = np.zeros((n, n), np.float32)
-        kernel[n // 2, :] = 1.0 / n
-        m = cv2.getRotationMatrix2D((n / 2 - 0.5, n / 2 - 0.5), look.blur_deg, 1.0)
-        kernel = cv2.warpAffine(kernel, m, (n, n))
-        kernel /= max(kernel.sum(), 1e-6)
-        frame = cv2.filter2D(frame, -1, kernel)
+    if look.blur_px >= 1.0:  # the whole picture: camera shake on a windy pole
+        frame = cv2.filter2D(frame, -1, motion_kernel(look.blur_px, look.blur_deg))
     if look.gain != 1.0 or look.noise:
         out = frame.astype(np.float32) * look.gain
         if look.noise:
@@ -272,7 +285,7 @@ def world_scene(world, camera_id: str, width: int = 1280, height: int = 720) -> 
         return getattr(item, name, default)
 
     def scene(t_s: float) -> list[TagSpec]:
-        out = []
+        out: list[TagSpec] = []
         for item in world.visible_tags(camera_id, t_s):
             if isinstance(item, TagSpec):
                 out.append(item)
@@ -285,6 +298,8 @@ def world_scene(world, camera_id: str, width: int = 1280, height: int = 720) -> 
                 x, y = x * width, y * height
             out.append(TagSpec(int(get(item, "tag")), float(x), float(y), float(get(item, "px", 40)),
                                float(get(item, "angle_deg", 0.0)), float(get(item, "tilt_deg", 0.0))))
+        # Far runners first, so nearer ones are drawn over them, as a lens would see it.
+        out.sort(key=lambda s: s.px)
         return out
 
     return scene

@@ -7,9 +7,9 @@ from the engine.
 - Quarter facing: what the cameras covering that quarter could see of the runner's tags
   during the lap (frames in view, bib not covered): forward, backward, mixed (both in at
   least MIN_CLEAR_FRAMES frames), unobserved (no camera there, no bib, or never in view).
-- Alarms (SPEC §4): a runner seen backwards by a camera of gate g crosses g at t, and no one
-  else crosses g or is in view of g's cameras within [t - lead, t + timeout]: an alarm at
-  t + timeout.
+- Alarms (SPEC §4): a runner seen backwards by a camera of gate g crosses g (still backwards)
+  at t, and no one else crosses g or is in view of g's cameras (a bib that could be read)
+  within [t - lead, t + timeout]: an alarm at t + timeout, `seen_s` = t.
 - Faults: the beam broken for `blocked_after_s` or longer is `beam_blocked`.
 
 `Truth.ambiguous` lists situations a fair judge could decide either way (a facing seen in

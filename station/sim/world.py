@@ -16,9 +16,15 @@ Query API (all times are session seconds, all results are deterministic for a gi
     world.beam_intervals(gate_id, t0, t1)  merged (start_s, end_s) spans the beam is broken
     world.beam_edges(gate_id, t0, t1) [(t_s, broken)] every edge of the beam signal in [t0, t1)
     world.beam_broken(gate_id, t_s)   True while something is in the beam (drive a mock pin)
-    world.visible_tags(camera_id, t_s)  [Sighting(tag, distance_m, lateral_m, px, x, y)]:
-        the tags a camera could read in a frame taken at t_s; `x`, `y` are the tag centre as
-        fractions of the frame (0..1), `px` its side in pixels.
+    world.visible_tags(camera_id, t_s)  [Sighting(tag, distance_m, lateral_m, px, x, y, runner)]:
+        the tags a camera could read in a frame taken at t_s (no detector misses); `x`, `y`
+        are the tag centre as fractions of the frame (0..1), `px` its side in pixels,
+        `runner` the runner's key. (station.sensors.fakecam.world_scene draws these.)
+    world.checkins                    [(t_s, "checkin" | "checkout", bib)]
+
+Scenarios (scenarios.py) build worlds; `build("demo", minutes=600)` is a long club session
+for the live demo. For the event log of any time window use
+`sensors.iter_events(world, spec, seed, t0_s, t1_s)`; for the truth, `truth.compute_truth`.
     world.frame_times(camera_id, t0, t1)  the camera's nominal capture times in [t0, t1)
 
 Geometry. A runner is a point `x` moving along the track (metres from the first finish

@@ -178,6 +178,26 @@ def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = 16):
                          ident="station", clear_untrusted_proxy_headers=True)
 
 
+def stop_server(server, app=None, timeout_s: float = 5.0) -> None:
+    """Stop a server from `make_server`: waiting long-polls answer at once, every connection
+    and the listener close (waitress has no stop()), request threads finish."""
+    from station.web import live
+
+    if app is not None:
+        live.close(app)
+    for channel in list(server._map.values()):
+        try:
+            if channel is server:
+                server.close()
+            elif channel in server.active_channels.values():
+                channel.handle_close()
+            else:
+                channel.close()
+        except Exception:  # closing anyway: a channel already gone is fine
+            pass
+    server.task_dispatcher.shutdown(timeout=timeout_s)
+
+
 def serve(app, config) -> None:
     """Serve `app` on `config.web_host:web_port` until interrupted (used by `station run`)."""
     server = make_server(app, config.web_host, config.web_port, config.web_threads)

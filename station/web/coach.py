@@ -45,6 +45,7 @@ def _console_fragment(state, station, arg):
     return "_console.html", {
         "alarms": views.open_alarms(results),
         "faults": views.open_faults(results),
+        "station_faults": getattr(state, "faults", ()),  # the worker's own: store, buzzer
         "unknown": views.unidentified(results)[:20],
         "passes": views.recent_passes(results, 40),
         "pass_bibs": views.pass_bibs,

@@ -32,6 +32,7 @@ HOLD_S = 20.0
 RESERVED_THREADS = 4
 DEFAULT_WAITERS = 8
 BUSY_RETRY_MS = 1000
+WAIT_SLICE_S = 0.5
 CACHE_SIZE = 512
 
 # name -> (context function(state, station, arg) -> (template, context), needs_login)
@@ -51,10 +52,19 @@ class _Live:
         self.waiters = threading.BoundedSemaphore(max(1, waiters))
         self.cache: OrderedDict = OrderedDict()
         self.lock = threading.Lock()
+        self.closing = threading.Event()  # the server is stopping: waiting polls answer now
+        self.render_lock = threading.Lock()
 
 
 def configure_waiters(app, threads: int) -> None:
     app.extensions["station_live"] = _Live(threads - RESERVED_THREADS)
+
+
+def close(app) -> None:
+    """Answer every waiting poll now and any new one at once (the server is stopping)."""
+    ext = app.extensions.get("station_live")
+    if ext is not None:
+        ext.closing.set()
 
 
 def _live() -> _Live:
@@ -70,19 +80,32 @@ def render(name: str, state, arg=None) -> tuple[str, str]:
     # Fragments with forms carry the session's CSRF token, so they are per session.
     key = (name, arg, state.version, session.get("csrf") if login else None)
     live = _live()
+    hit = _cached(live, key)
+    if hit is not None:
+        return hit
+    # One render per change, not one per waiting phone: when a pass wakes fifty polls at
+    # once, the first renders and the others find its result (rendering holds the GIL anyway,
+    # so taking turns costs nothing).
+    with live.render_lock:
+        hit = _cached(live, key)
+        if hit is not None:
+            return hit
+        template, ctx = fn(state, current_app.extensions["station"], arg)
+        html = render_template(template, **ctx)
+        digest = hashlib.blake2b(html.encode(), digest_size=8).hexdigest()
+        with live.lock:
+            live.cache[key] = (digest, html)
+            while len(live.cache) > CACHE_SIZE:
+                live.cache.popitem(last=False)
+    return digest, html
+
+
+def _cached(live, key):
     with live.lock:
         hit = live.cache.get(key)
         if hit is not None:
             live.cache.move_to_end(key)
-            return hit
-    template, ctx = fn(state, current_app.extensions["station"], arg)
-    html = render_template(template, **ctx)
-    digest = hashlib.blake2b(html.encode(), digest_size=8).hexdigest()
-    with live.lock:
-        live.cache[key] = (digest, html)
-        while len(live.cache) > CACHE_SIZE:
-            live.cache.popitem(last=False)
-    return digest, html
+        return hit
 
 
 def clock(station) -> dict:
@@ -125,9 +148,10 @@ def poll(name: str):
         deadline = time.monotonic() + min(HOLD_S, _float_arg(request.args.get("wait"), HOLD_S))
         while True:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or live.closing.is_set():
                 return _answer(station, digest, None)
-            state = worker.wait_for_change(state.version, left)
+            # Waits in slices so a stopping server is not held up by sleeping phones.
+            state = worker.wait_for_change(state.version, min(left, WAIT_SLICE_S))
             digest, html = render(name, state, arg)
             if digest != have:
                 return _answer(station, digest, html)

@@ -243,19 +243,31 @@ def roster_export():
                     headers={"Content-Disposition": 'attachment; filename="roster.csv"'})
 
 
-@bp.route("/roster/bibs")
+@bp.route("/roster/bibs.pdf")
 @login_required
 def bib_sheets():
-    """Printable bib sheets for the roster, made by `station.bibs`."""
+    """Printable bib sheets (a PDF from `station.bibs`): the whole roster, or `?bib=N`."""
+    import tempfile
+
     from station import bibs
 
-    maker = getattr(bibs, "sheets_html", None)
-    if maker is None:
-        return render_template("error.html", code=501, name="Not available",
-                               description="Bib sheets are not available in this version; "
-                                           "use `station bibs` on the command line."), 501
-    runners = _station().config.runners
-    return maker(runners)
+    runners = [(r.bib, r.name) for r in sorted(_station().config.runners, key=lambda r: r.bib)]
+    wanted = request.args.get("bib", "").strip()
+    if wanted:
+        if not wanted.isdigit() or not 1 <= int(wanted) <= MAX_BIB:
+            return render_template("error.html", code=400, name="Bad bib",
+                                   description=f"bib must be 1 to {MAX_BIB}, not {wanted!r}."), 400
+        runners = [(int(wanted), _station().config.runner_name(int(wanted)))]
+    if not runners:
+        flash("The roster is empty: add runners first, or ask for one bib.")
+        return redirect(url_for("coach.roster"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bibs.pdf"
+        bibs.write(path, runners)
+        data = path.read_bytes()
+    name = f"bib-{wanted}.pdf" if wanted else "bibs.pdf"
+    return Response(data, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 # ---- coach logins ------------------------------------------------------------------------

@@ -96,7 +96,7 @@
     var url = live.getAttribute("data-live-url");
     url += (url.indexOf("?") < 0 ? "?" : "&") + "h=" + encodeURIComponent(live.getAttribute("data-h"));
     // A long-poll that outlives the server's hold (20 s) is a dead connection: give up on it.
-    var guard = setTimeout(function () { mine.abort(); }, 30000);
+    var guard = setTimeout(function () { mine.abort(); }, 25000);
     fetch(url, {cache: "no-store", credentials: "same-origin", signal: mine.signal})
       .then(function (r) {
         if (!r.ok) throw new Error("HTTP " + r.status);
