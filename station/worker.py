@@ -31,9 +31,12 @@ from station.store import Session, Store, StoreError
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.1
-# The station's own sensors are nearly in order; a later event makes the engine rebuild.
-REORDER_S = 0.5
+TICK_S = 0.05
+# The station's own sensors are nearly in order: beam edges are queued at the callback, and a
+# camera read is stamped at exposure and queued after detection (~0.1-0.2 s on a Pi 4). A
+# later event makes the engine rebuild. Together with the engine's 0.25 s merge gap this
+# window sets how soon a pass shows (bench/pass_latency.py): keep the sum under a second.
+REORDER_S = 0.4
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 # Events held while the store cannot take them; past this the newest camera reads are dropped
@@ -140,6 +143,10 @@ class Worker:
     def reconfigure(self, config: Config) -> Receipt:
         """Use a new configuration (settings, roster): the engine is rebuilt from the log."""
         return self._call(lambda: self._reconfigure(config))
+
+    def flush(self) -> Receipt:
+        """A receipt that is done once everything submitted before it is stored and fed."""
+        return self._call(lambda: None)
 
     def new_session(self) -> Receipt:
         """Close the session and start a new one (a coach's "new session")."""

@@ -125,3 +125,23 @@ def test_feed_many_in_chunks_equals_feeding_one_by_one(chunk):
     many.finish()
     assert many.late == one.late == 0
     assert many.results() == one.results()
+
+
+def test_a_crossing_is_shown_provisionally_before_its_credit_is_decided():
+    # Credit waits for the cameras (a runner close behind must be seen first), but the
+    # dashboard must show a pass within a second: the closed beam cluster is published at once.
+    cfg = config()
+    events = in_order([start()] + reads(7, 100.0) + crossing(100.0))
+    eng = Engine(cfg, reorder_s=0.0)
+    for ev in events:
+        eng.feed(ev)
+    version = eng.version
+    eng.advance(100.0 + 0.6)  # merge gap over: the cluster is closed, credit not yet due
+    assert eng.version > version
+    shown = eng.results()
+    assert shown.passes == ()
+    assert [(g, round(t, 2)) for g, t in shown.provisional] == [("finish", 100.0)]
+    eng.advance(100.0 + 5.0)
+    done = eng.results()
+    assert done.provisional == ()
+    assert [(p.bibs, p.source) for p in done.passes] == [((7,), "tag")]

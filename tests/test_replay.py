@@ -13,7 +13,7 @@ from engine_kit import brk, crossing, in_order, reads, start
 from station.cli import main
 from station.config import load_config
 from station.events import LogError, read_log
-from station.replay import FILES, HEADERS, read_events, replay_events, write_csvs
+from station.replay import FILES, HEADERS, read_blocks, read_events, replay_events, write_csvs
 
 TOML = """
 [track]
@@ -129,3 +129,17 @@ def test_write_csvs_creates_the_folder_and_leaves_no_temporary_files(tmp_path):
 def load_config_text(tmp_path):
     (tmp_path / "s.toml").write_text(TOML, encoding="utf-8")
     return load_config(tmp_path / "s.toml")
+
+
+def test_a_bad_line_comes_after_every_event_before_it(tmp_path):
+    lines = [orjson.dumps(e) for e in session()]
+    bad_at = 40
+    lines.insert(bad_at - 1, b"{oops")
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    got = []
+    with pytest.raises(LogError) as info:
+        for block in read_blocks(path):
+            got += [ev for _, ev in block]
+    assert info.value.line == bad_at
+    assert got == [orjson.loads(x) for x in lines[: bad_at - 1]]

@@ -150,3 +150,22 @@ def test_check_in_refuses_bad_numbers(st, bib, message):
 def test_check_in_page_lists_the_roster(st):
     html = st.client.get("/checkin").get_data(as_text=True)
     assert '<option value="7">Ana (7)</option>' in html
+
+
+def test_board_shows_a_crossing_before_its_credit_and_the_stations_own_faults(st):
+    # A pass must reach phones within a second, while credit waits for the cameras: the
+    # board shows the engine's provisional crossings, and the worker's own faults (a full
+    # disk, a busy database) next to the engine's.
+    import dataclasses
+
+    from station.engine.model import Results
+    from station.worker import Fault
+
+    state = dataclasses.replace(
+        st.worker.state, version=10_001,
+        results=Results(provisional=(("finish", 125.4),)),
+        faults=(Fault("disk_full", "store", 120.0, "database or disk is full"),))
+    with st.app.test_request_context("/live/board"):
+        _, html = live.render("board", state)
+    assert "Pass at finish 0:02:05" in html and "identifying" in html
+    assert "disk full" in html and "store" in html

@@ -279,3 +279,23 @@ def test_a_corrupt_database_is_shown_as_a_fault(tmp_path, workers):
     assert [(f.kind, f.gate) for f in state.results.active_faults] == [("db_reset", "store")]
     assert worker.submit_now("checkin", bib=8).wait(DEADLINE_S)  # and it goes on working
     assert 8 in worker.state.results.checked_in
+
+
+def test_flush_returns_once_everything_submitted_before_it_is_stored_and_shown(tmp_path):
+    from station.config import loads_config
+    from station.store import Store
+    from station.worker import Worker
+
+    config = loads_config('[track]\nlength_m = 400\n[[gates]]\nid = "finish"\nposition_m = 0\n')
+    store = Store(tmp_path / "data")
+    worker = Worker(config, store).start()
+    try:
+        origin = worker.session.origin_ns
+        for k in range(200):
+            worker.submit("checkin", origin + k * 1_000_000, bib=k % 50 + 1)
+        assert worker.flush().wait(10)
+        stored = [e for e in store.events(worker.session.id) if e["type"] == "checkin"]
+        assert len(stored) == 200
+    finally:
+        worker.stop()
+        store.close()

@@ -94,6 +94,9 @@ class Station:
             t_ns = origin + round(ev.pop("t") * 1e9)
             self.worker.submit(ev.pop("type"), t_ns, **ev)
             n += 1
+        # Pages are looked at once the station has taken everything in: an alarm seen
+        # half-way through the feed may be cleared by a later event of the same feed.
+        assert self.worker.flush().wait(DEADLINE_S), "the worker did not take in the feed"
         return n
 
     def feed_example(self, name: str, until_s: float | None = None, start_now=False) -> int:

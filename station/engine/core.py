@@ -105,39 +105,50 @@ class Engine:
         """Events in arrival order: a replay's whole log. The same as `feed` for each (for
         lines within the window), but it re-orders a chunk at a time with one sort, which
         is most of what makes a replay fast."""
+        it = iter(events)
+        self.feed_timed(iter(lambda: [(ev["t"], ev) for ev in islice(it, chunk)], []))
+
+    def feed_timed(self, blocks) -> None:
+        """Like `feed_many`, from lists of (t, event) in arrival order (replay.read_blocks)."""
         key = itemgetter(0)
         held = list(self._pending)
         self._pending.clear()
-        it = iter(events)
-        while True:
-            batch = [(ev["t"], ev) for ev in islice(it, chunk)]
-            if not batch:
-                break
-            top = max(batch, key=key)[0]
-            if min(batch, key=key)[0] < self._done_t:
-                # Later than the window allows: sorted in with the rest, counted.
-                self.late += sum(1 for t, _ in batch if t < self._done_t)
-            held += batch
-            held.sort(key=key)   # stable: equal times keep their arrival order
-            mark = top - self.reorder_s
-            if mark <= self._mark:
-                continue
-            self._mark = mark
-            n = bisect_right(held, mark, key=key)
-            self._run(held[:n], mark)
-            del held[:n]
-        self._pending.extend(held)
+        try:
+            for batch in blocks:
+                if not batch:
+                    continue
+                if min(batch, key=key)[0] < self._done_t:
+                    # Later than the window allows: sorted in with the rest, counted.
+                    self.late += sum(1 for t, _ in batch if t < self._done_t)
+                top = max(batch, key=key)[0]
+                held += batch
+                held.sort(key=key)   # stable: equal times keep their arrival order
+                mark = top - self.reorder_s
+                if mark <= self._mark:
+                    continue
+                self._mark = mark
+                n = bisect_right(held, mark, key=key)
+                self._run(held[:n], mark)
+                del held[:n]
+        finally:
+            # Whatever was read stays pending (a bad line ends a replay, not the events
+            # before it).
+            self._pending.extend(held)
 
     def _run(self, ready: list, mark: float) -> None:
         """Process `ready` (in t order, all t <= mark) with the timers due between them,
         then the timers due by `mark`."""
-        timers, handlers = self._timers, self._handlers
+        timers, handlers, on_tag = self._timers, self._handlers, self._on_tag
         for t, ev in ready:
             while timers and timers[0][0] < t:
                 self._fire()
-            h = handlers.get(ev["type"])
-            if h is not None:
-                h(ev, t)
+            kind = ev["type"]
+            if kind == "tag":        # nine events in ten
+                on_tag(ev, t)
+            else:
+                h = handlers.get(kind)
+                if h is not None:
+                    h(ev, t)
         if ready:
             # Kept up to date here rather than per event (the handlers do not read them).
             t = ready[-1][0]
@@ -242,6 +253,7 @@ class Engine:
 
     def _cluster_done(self, gate: GateState, cluster) -> None:
         gate.recent.append(cluster)
+        self.version += 1  # a provisional pass to show before its credit is decided
         self._timer(cluster.end_s + gate.wait_s, "credit", cluster)
 
     # ---- credit ----------------------------------------------------------------------
@@ -386,16 +398,17 @@ class Engine:
 
     # ---- tags ------------------------------------------------------------------------
 
-    def _on_tag(self, ev: dict, t: float) -> None:
+    def _on_tag(self, ev: dict, t: float, _gap_s=TRACK_GAP_S, _near_px=NEAR_PX,
+                _max_bib=MAX_BIB) -> None:
         cam = self._cams.get(ev["camera"])
         if cam is None:
             return
         tag = ev["tag"]
         bib = tag >> 1
-        if bib < 1 or bib > MAX_BIB:
+        if not 0 < bib <= _max_bib:
             return
         tr = cam.open.get(bib)
-        if tr is None or t - tr.last_s > TRACK_GAP_S:
+        if tr is None or t - tr.last_s > _gap_s:
             tr = self._new_track(cam, bib, tr, t)
         elif t > tr.last_s:
             tr.last_s = t
@@ -405,7 +418,7 @@ class Engine:
             tr.n_front += 1
         px = ev.get("px")
         tr.reads.append((t, px))
-        if px is None or px >= NEAR_PX:
+        if px is None or px >= _near_px:
             if tr.near_first_s is None:
                 tr.near_first_s = t
             tr.near_last_s = t

@@ -5,9 +5,14 @@ else the one runner whose predicted arrival (last pass + last lap time) explains
 (`predicted`); else the only checked-in runner (`solo`); else nobody (`anonymous`, bib 0).
 
 A track matches the cluster nearest to its fitted crossing time (tracks.py), within
-`MATCH_TOL_S`. When a cluster matches several bibs, it holds one pass per bib: the bodies in
-the beam (torso-length breaks) are paired in time order with the bibs in order of their
-fitted crossings (the runner whose tag grows faster is nearer the line).
+`MATCH_TOL_S`; a track of one read matches only if its tag was big (a runner a few metres
+from the line, not a stray from afar), and a track last seen far away matches nothing.
+When a cluster matches several bibs, it holds one pass per bib: the bodies in the beam
+(torso-length breaks) are paired in time order with the bibs in order of their fitted
+crossings (the runner whose tag grows faster is nearer the line). A clearly separate body
+that no bib explains (a runner whose bib is covered) is a pass of its own, credited by the
+fall-backs. Guesses are revised: a sure pass of a runner takes back their predicted or solo
+credits close to it, and re-examines anonymous passes it may now explain.
 """
 
 from __future__ import annotations

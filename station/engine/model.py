@@ -92,6 +92,9 @@ class Results:
     faults: tuple[Fault, ...] = ()
     checked_in: frozenset[int] = field(default_factory=frozenset)
     now_s: float = 0.0
+    # (gate, rough crossing time) of beam passes not yet credited: the live dashboard shows
+    # them at once, while credit waits for the cameras. Never written to the CSV files.
+    provisional: tuple[tuple[str, float], ...] = ()
 
     @property
     def active_alarms(self) -> tuple[Alarm, ...]:

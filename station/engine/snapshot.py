@@ -35,6 +35,9 @@ def build_results(engine) -> Results:
     passes = sorted((Pass(p.gate, p.t_s, p.bibs, p.source, p.deleted) for p in engine._passes),
                     key=lambda p: (p.t_s, p.gate, p.bibs))
     faults = tuple(Fault(*row) for row in sorted(engine._faults, key=lambda r: (r[2], r[0], r[1])))
+    provisional = tuple(sorted((g.id, c.rough_s()) for g in engine._gates.values()
+                               for c in g.recent if not c.decided))
     return Results(laps=tuple(laps), passes=tuple(passes), splits=tuple(splits),
                    alarms=engine.safety.alarms(), faults=faults,
-                   checked_in=frozenset(engine._checked_in), now_s=engine.now_s)
+                   checked_in=frozenset(engine._checked_in), now_s=engine.now_s,
+                   provisional=provisional)

@@ -24,7 +24,9 @@ def _board_fragment(state, station, arg):
     unknown = sum(1 for _ in views.unidentified(results))
     return "_board.html", {"rows": rows, "unknown": unknown,
                            "alarms": len(views.alarmed_bibs(results)),
-                           "faults": views.open_faults(results)}
+                           "faults": views.open_faults(results),
+                           "station_faults": getattr(state, "faults", ()),
+                           "crossing": getattr(results, "provisional", ())}
 
 
 @live.fragment("runner")

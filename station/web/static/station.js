@@ -77,8 +77,11 @@
     var a = document.activeElement;
     return a && live.contains(a) && (a.tagName === "INPUT" || a.tagName === "SELECT" || a.tagName === "TEXTAREA") && a.value !== "";
   }
+  // Never replace the buttons under a finger: a swap between touch-down and release (or
+  // after a form was sent) would drop the coach's tap on a node that no longer exists.
+  var pressing = false, submitting = false;
   function swap(html) {
-    if (busyTyping()) { pending = html; return; }
+    if (busyTyping() || pressing || submitting) { pending = html; return; }
     pending = null;
     live.innerHTML = html;
     tick();
@@ -123,9 +126,16 @@
   if (live) {
     setClock(live.getAttribute("data-now"), live.getAttribute("data-rate"));
     spokenLaps = lapsShown();
-    live.addEventListener("focusout", function () {
-      setTimeout(function () { if (pending !== null && !busyTyping()) swap(pending); }, 0);
-    });
+    var flush = function () {
+      setTimeout(function () { if (pending !== null) swap(pending); }, 0);
+    };
+    live.addEventListener("focusout", flush);
+    live.addEventListener("pointerdown", function () { pressing = true; });
+    document.addEventListener("pointerup", function () { pressing = false; flush(); });
+    document.addEventListener("pointercancel", function () { pressing = false; flush(); });
+    live.addEventListener("submit", function () { submitting = true; });
+    // Coming back to this page from history must not keep updates frozen.
+    window.addEventListener("pageshow", function () { submitting = false; flush(); });
     // A phone waking up or rejoining the Wi-Fi asks at once instead of waiting out a timer.
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "visible") { failures = 0; poll(); }
