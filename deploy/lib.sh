@@ -12,6 +12,19 @@ HOTSPOT_PNG=$ETC_DIR/hotspot-qr.png
 DATA_DIR=/var/lib/station
 UNIT_DIR=${STATION_UNIT_DIR:-/etc/systemd/system}
 CHRONY_CONF=${STATION_CHRONY_CONF:-/etc/chrony/conf.d/station.conf}
+# Debian's main chrony.conf: a checkpoint gate comments out its `makestep 1 3` (see install.sh).
+CHRONY_MAIN=${STATION_CHRONY_MAIN:-/etc/chrony/chrony.conf}
+# The finish Pi's MQTT broker for checkpoint gates (Debian's mosquitto reads conf.d/).
+MOSQUITTO_DIR=${STATION_MOSQUITTO_DIR:-/etc/mosquitto}
+MOSQUITTO_CONF=$MOSQUITTO_DIR/conf.d/station.conf
+MOSQUITTO_PASSWD=$MOSQUITTO_DIR/station.passwd
+MOSQUITTO_DROPIN=$UNIT_DIR/mosquitto.service.d/station.conf
+# The broker password in plain text, for the station (and to copy to checkpoint gates).
+MQTT_PASSWORD_FILE=$ETC_DIR/mqtt-password
+MQTT_USER=station
+MQTT_PORT=1883
+# A checkpoint gate's Wi-Fi connection to the finish station's hotspot.
+UPLINK_CON=station-uplink
 UNIT=station.service
 FAILED_UNIT=station-failed@.service
 # Sets the system clock when a coach asks (the station itself may not): path + service.
@@ -26,23 +39,34 @@ HOTSPOT_ADDR=10.42.0.1
 HOTSPOT_NET=10.42.0.0/24
 
 DRY_RUN=0
-# A value never printed (the hotspot passphrase): show() masks it.
+# Values never printed (the hotspot passphrase, the MQTT password): show() masks them.
 SECRET=""
+MQTT_SECRET=""
 
 step() { printf '\n== %s\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
 warn() { printf '   WARNING: %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# Print a command as one would type it (the secret masked).
+# Standard input with the secrets masked.
+mask() {
+    local text
+    text=$(cat)
+    if [ -n "$SECRET" ]; then
+        text=${text//"$SECRET"/<passphrase>}
+    fi
+    if [ -n "$MQTT_SECRET" ]; then
+        text=${text//"$MQTT_SECRET"/<mqtt password>}
+    fi
+    printf '%s\n' "$text"
+}
+
+# Print a command as one would type it (the secrets masked).
 show() {
     local line
     line=$(printf '%q ' "$@")
     line=${line% }
-    if [ -n "$SECRET" ]; then
-        line=${line//"$SECRET"/<passphrase>}
-    fi
-    printf '   + %s\n' "$line"
+    printf '   + %s\n' "$line" | mask
 }
 
 # Print a command, then run it unless this is a dry run.
@@ -60,10 +84,7 @@ write_file() {
     content=$(cat)
     printf '   + write %s (mode %s, %s:%s)\n' "$path" "$mode" "$owner" "$group"
     if [ "$DRY_RUN" -eq 1 ]; then
-        if [ -n "$SECRET" ]; then
-            content=${content//"$SECRET"/<passphrase>}
-        fi
-        printf '%s\n' "$content" | sed 's/^/     | /'
+        printf '%s\n' "$content" | mask | sed 's/^/     | /'
         return 0
     fi
     local tmp

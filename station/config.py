@@ -78,6 +78,18 @@ WEB_SCHEMA = {
     # is recorded as a `clock` event either way.
     "set_system_clock": (bool, False),
 }
+MQTT_SCHEMA = {
+    # Checkpoint gates on other Pis (station/mqtt.py). The broker's address; "" = none.
+    "host": (str, ""),
+    "port": (int, 1883),
+    # "finish": this station takes in the gates' events. "gate": this Pi is checkpoint
+    # `gate` and publishes its beam and camera events to the finish station.
+    "role": (str, "finish"),
+    "gate": (str, ""),
+    # Broker login; the password is read from a file (root:station 0640, deploy/install.sh).
+    "username": (str, ""),
+    "password_file": (str, ""),
+}
 
 TOP_LEVEL = {
     "station": ("table", STATION_SCHEMA),
@@ -90,10 +102,12 @@ TOP_LEVEL = {
     "passes": ("table", PASSES_SCHEMA),
     "hardware": ("table", HARDWARE_SCHEMA),
     "web": ("table", WEB_SCHEMA),
+    "mqtt": ("table", MQTT_SCHEMA),
 }
 
 LOOKS = ("oncoming", "departing")
 PIN_FACTORIES = ("lgpio", "rpigpio", "mock")
+MQTT_ROLES = ("finish", "gate")
 MAX_BIB = 292
 
 
@@ -159,6 +173,12 @@ class Config:
     web_hostnames: tuple[str, ...] = ("localhost", "station.local")
     web_threads: int = 64
     web_set_system_clock: bool = False
+    mqtt_host: str = ""
+    mqtt_port: int = 1883
+    mqtt_role: str = "finish"
+    mqtt_gate: str = ""
+    mqtt_username: str = ""
+    mqtt_password_file: str = ""
     # The parsed TOML as given (no defaults filled in), for writing the file back.
     source: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -309,6 +329,7 @@ def parse_config(raw: dict) -> Config:
         raise ConfigError("web.port", f"must be 1..65535, not {web['port']!r}")
     if not all(isinstance(h, str) for h in web["hostnames"]):
         raise ConfigError("web.hostnames", "must be a list of strings")
+    mqtt = _check_mqtt(tables["mqtt"], gates)
 
     return Config(
         length_m=length_m,
@@ -331,8 +352,44 @@ def parse_config(raw: dict) -> Config:
         web_hostnames=tuple(web["hostnames"]),
         web_threads=web["threads"],
         web_set_system_clock=web["set_system_clock"],
+        mqtt_host=mqtt["host"],
+        mqtt_port=mqtt["port"],
+        mqtt_role=mqtt["role"],
+        mqtt_gate=mqtt["gate"],
+        mqtt_username=mqtt["username"],
+        mqtt_password_file=mqtt["password_file"],
         source=raw,
     )
+
+
+def _check_mqtt(mqtt: dict, gates: list[Gate]) -> dict:
+    """The [mqtt] table's rules beyond types: a gate Pi names its broker and its gate."""
+    if mqtt["role"] not in MQTT_ROLES:
+        raise ConfigError("mqtt.role", f"must be one of {', '.join(MQTT_ROLES)}, not {mqtt['role']!r}")
+    if not 1 <= mqtt["port"] <= 65535:
+        raise ConfigError("mqtt.port", f"must be 1..65535, not {mqtt['port']!r}")
+    if mqtt["role"] == "gate":
+        if not mqtt["host"]:
+            raise ConfigError("mqtt.host", 'is required with role = "gate": the finish '
+                              "station's address (its broker)")
+        if not mqtt["gate"]:
+            raise ConfigError("mqtt.gate", 'is required with role = "gate": which of [[gates]] '
+                              "this Pi is")
+        gate = next((g for g in gates if g.id == mqtt["gate"]), None)
+        if gate is None:
+            raise ConfigError("mqtt.gate", f"names unknown gate {mqtt['gate']!r}")
+        if gate.is_finish:
+            raise ConfigError("mqtt.gate", f"{gate.id!r} is the finish gate; a checkpoint Pi "
+                              "runs a gate with position_m > 0")
+    elif mqtt["gate"]:
+        raise ConfigError("mqtt.gate", 'is only for role = "gate" (a checkpoint Pi)')
+    if mqtt["password_file"]:
+        if not mqtt["username"]:
+            raise ConfigError("mqtt.password_file", "needs mqtt.username")
+        if not Path(mqtt["password_file"]).is_absolute():
+            raise ConfigError("mqtt.password_file",
+                              f"must be an absolute path, not {mqtt['password_file']!r}")
+    return mqtt
 
 
 def loads_config(text: str, where: str = "config") -> Config:

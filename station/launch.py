@@ -121,9 +121,23 @@ def make_pin_factory(config: Config):
         raise StartError(str(exc)) from None
 
 
-def make_beams(config: Config, factory, worker: Worker) -> list:
+def local_gates(config: Config) -> set[str]:
+    """The gates whose sensors are wired to this Pi: all of them, except on a checkpoint Pi
+    (`mqtt.role = "gate"`), which runs only its own gate's beam and cameras."""
+    if config.mqtt_host and config.mqtt_role == "gate":
+        return {config.mqtt_gate}
+    return {g.id for g in config.gates}
+
+
+def make_beams(config: Config, factory, worker: Worker, sim=None) -> list:
+    """`worker`: the sink for beam edges (the worker, or on a checkpoint Pi a `Tee`).
+    With `sim` (a SimDriver), each gate's callbacks read the simulated edge's own time."""
     from station.sensors.beam import BeamGate
-    beams = [BeamGate(g, worker, pin_factory=factory) for g in config.gates if g.pin is not None]
+    here = local_gates(config)
+    clocks = sim.edge_clocks() if sim is not None else {}
+    beams = [BeamGate(g, worker, pin_factory=factory,
+                      clock_ns=clocks.get(g.id, time.monotonic_ns))
+             for g in config.gates if g.pin is not None and g.id in here]
     for beam in beams:
         beam.report_state()  # a beam already broken at start is an edge the engine must see
     return beams
@@ -137,8 +151,12 @@ def make_buzzer(config: Config, factory, worker: Worker):
 
 
 def make_photos(config: Config, store: Store):
+    """The photo keeper, one folder per session (the store's current one, which changes
+    when a coach starts a new session), so a new session never overwrites an old photo."""
     from station.sensors.photos import PhotoKeeper
-    return PhotoKeeper.from_config(store.dir / "photos", config)
+    return PhotoKeeper.from_config(store.dir / "photos", config,
+                                   session=lambda: store.session.id if store.session else None,
+                                   speed=store.session.speed if store.session else 1.0)
 
 
 def make_camera(cam, sim=None):
@@ -157,39 +175,42 @@ def make_pipelines(config: Config, worker: Worker, photos, sim=None) -> list:
     """One capture + tag-detection pipeline per camera. A camera that cannot start is a fault
     that the pipeline reports (and retries); laps go on from the beam."""
     from station.sensors.pipeline import CameraPipeline
+    here = local_gates(config)
     return [CameraPipeline(cam.id, make_camera(cam, sim), worker, photos=photos).start()
-            for cam in config.cameras]
+            for cam in config.cameras if cam.gate in here]
 
 
-def make_gate_bridge(config: Config, worker: Worker):
-    """Checkpoint gates on other Pis (station/mqtt.py), when the config names a broker.
-    (`mqtt_host`/`mqtt_port` are read if the config schema has them.)"""
-    host = getattr(config, "mqtt_host", None)
-    if not host:
+def make_gate_link(config: Config, worker: Worker):
+    """Checkpoint gates over MQTT (station/mqtt.py), when the config names a broker: on the
+    finish station the bridge that takes in the gates' events; on a checkpoint Pi
+    (`mqtt.role = "gate"`) the publisher of its own events. None without a broker."""
+    if not config.mqtt_host:
         return None
-    from station.mqtt import GateBridge
-    return GateBridge(worker, config.station_id, host, getattr(config, "mqtt_port", 1883)).start()
+    from station.mqtt import GateBridge, GatePublisher, chrony_synced, read_password
+    auth = {"username": config.mqtt_username or None,
+            "password": (read_password(config.mqtt_password_file)
+                         if config.mqtt_password_file else None)}
+    if config.mqtt_role == "gate":
+        return GatePublisher(config.station_id, config.mqtt_gate, config.mqtt_host,
+                             config.mqtt_port, synced=chrony_synced, **auth).start()
+    return GateBridge(worker, config.station_id, config.mqtt_host, config.mqtt_port,
+                      **auth).start()
 
 
-def make_hooks(config: Config, store: Store, buzzer, photos, simulate: bool = False):
+def make_hooks(config: Config, store: Store, buzzer, photos, simulate: bool = False, *,
+               pipelines=(), link=None):
     from station.web import Hooks
     from station.web.clock import system_clock_setter
 
-    def snapshot() -> bytes | None:
-        import cv2
-        found = photos.nearest(config.finish.id, time.monotonic_ns()) if photos else None
-        if found is None:
-            return None
-        ok, buf = cv2.imencode(".jpg", found[1], [cv2.IMWRITE_JPEG_QUALITY, 80])
-        return buf.tobytes() if ok else None
-
-    return Hooks(snapshot=snapshot if photos else None,
+    return Hooks(snapshot=functools.partial(photos.snapshot, config.finish.id) if photos else None,
                  photo=photos.photo if photos else None,
                  buzzer_test=buzzer.self_test if buzzer else None,
                  # A laptop running the demo must never have its clock set by a phone.
-                 set_clock=(system_clock_setter() if config.web_set_system_clock
+                 set_clock=(system_clock_setter(store.dir) if config.web_set_system_clock
                             and not simulate else None),
-                 disk_path=store.dir)
+                 disk_path=store.dir,
+                 camera_fps=(lambda: {p.camera_id: p.fps for p in pipelines}) if pipelines else None,
+                 link_status=link.status if link is not None else None)
 
 
 def make_web(config: Config, config_path: Path | None, worker: Worker, store: Store,
@@ -215,6 +236,8 @@ class Station:
     parts: list = field(default_factory=list)   # (name, stop callable)
     server: object = None
     url: str = ""
+    link: object = None      # the MQTT bridge (finish) or publisher (checkpoint Pi), or None
+    beams: list = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def started(self, name: str, stop) -> None:
@@ -318,30 +341,42 @@ def _build(station: Station, args, config_path: Path | None, speed: float) -> No
 
     factory = make_pin_factory(config)  # no GPIO is fatal: a station without its beam is none
     station.started("pins", factory.close)
-    buzzer = _optional(station, "buzzer", make_buzzer, config, factory, worker)
+    # Before the sensors: on a checkpoint Pi they feed the publisher, which must outlive them.
+    link = station.link = _optional(station, "mqtt", make_gate_link, config, worker)
+    if link is not None:
+        station.started("mqtt", link.stop)
+    sink = worker
+    if link is not None and link.role == "gate":
+        from station.mqtt import Tee
+        sink = Tee(worker, link)  # its own log, and the finish station's
+    # A checkpoint Pi has no buzzer: alarms are the finish station's.
+    buzzer = (None if link is not None and link.role == "gate"
+              else _optional(station, "buzzer", make_buzzer, config, factory, worker))
     if buzzer is not None:
         worker.buzzer = buzzer
         station.started("buzzer", buzzer.close)
-    for beam in make_beams(config, factory, worker):
+    # Before the beams: their callbacks read the simulated edges' times (SimDriver).
+    sim = SimDriver(make_scenario(args), config, factory, worker, speed) if args.simulate else None
+    for beam in make_beams(config, factory, sink, sim):
+        station.beams.append(beam)
         station.started(f"beam {beam.gate_id}", beam.close)
 
     photos = _optional(station, "photos", make_photos, config, store)
     worker.photos = photos
-    sim = SimDriver(make_scenario(args), config, factory, worker, speed) if args.simulate else None
+    pipelines = []
     if config.cameras and not (args.simulate and args.no_camera):
-        for pipeline in _optional(station, "camera", make_pipelines, config, worker, photos,
+        for pipeline in _optional(station, "camera", make_pipelines, config, sink, photos,
                                   sim) or ():
+            pipelines.append(pipeline)
             station.started(f"camera {pipeline.camera_id}", pipeline.stop)
     if sim is not None:
         sim.start()
         station.started("simulation", sim.stop)
-    bridge = _optional(station, "mqtt", make_gate_bridge, config, worker)
-    if bridge is not None:
-        station.started("mqtt", bridge.stop)
 
     host = args.host or config.web_host
     port = config.web_port if args.port is None else args.port
-    hooks = make_hooks(config, store, buzzer, photos, args.simulate)
+    hooks = make_hooks(config, store, buzzer, photos, args.simulate, pipelines=pipelines,
+                       link=link)
     server = make_web(config, config_path, worker, store, host, port, hooks)
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
@@ -356,8 +391,10 @@ def _build(station: Station, args, config_path: Path | None, speed: float) -> No
 
 class SimDriver:
     """Plays a simulated world at real time x speed: its beam edges on the MockFactory pins
-    (the BeamGate callbacks stamp them, exactly as on a Pi) and its runners' phone check-ins;
-    the fake cameras render the same world on the same time base (`world_time`)."""
+    (the real BeamGate callbacks submit them, stamped by `edge_clocks()` with each edge's
+    scheduled time, so a thread woken late at a high --speed never shortens a break) and
+    its runners' phone check-ins; the fake cameras render the same world on the same time
+    base (`world_time`)."""
 
     WINDOW_S = 2.0
 
@@ -372,6 +409,11 @@ class SimDriver:
 
     def world_time(self, t_ns: int) -> float:
         return (t_ns - self.origin_ns) * self.speed / 1e9
+
+    def edge_clocks(self) -> dict:
+        """gate id -> the clock its BeamGate should read: the scheduled time of the edge
+        being played, so edges are right at any --speed however late the thread wakes."""
+        return {gate: beam.clock_ns for gate, beam in self.beams.items()}
 
     def monotonic_ns(self, world_s: float) -> int:
         return self.origin_ns + int(world_s / self.speed * 1e9)

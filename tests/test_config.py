@@ -84,3 +84,43 @@ def test_bad_config_names_the_key(text, key):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+# -- [mqtt]: checkpoint gates on other Pis ------------------------------------------------
+
+CHECKPOINT = MINIMAL + '[[gates]]\nid = "g200"\nposition_m = 200\npin = 27\n'
+
+
+def test_mqtt_defaults_to_no_broker():
+    cfg = loads_config(MINIMAL)
+    assert (cfg.mqtt_host, cfg.mqtt_port, cfg.mqtt_role, cfg.mqtt_gate) == ("", 1883, "finish", "")
+    assert (cfg.mqtt_username, cfg.mqtt_password_file) == ("", "")
+
+
+def test_mqtt_finish_and_gate_roles():
+    finish = loads_config(CHECKPOINT + '[mqtt]\nhost = "127.0.0.1"\nusername = "station"\n'
+                          'password_file = "/etc/station/mqtt-password"\n')
+    assert (finish.mqtt_host, finish.mqtt_role, finish.mqtt_username) == ("127.0.0.1", "finish", "station")
+    assert finish.mqtt_password_file == "/etc/station/mqtt-password"
+    gate = loads_config(CHECKPOINT + '[mqtt]\nhost = "10.42.0.1"\nport = 1884\nrole = "gate"\ngate = "g200"\n')
+    assert (gate.mqtt_role, gate.mqtt_gate, gate.mqtt_port) == ("gate", "g200", 1884)
+
+
+@pytest.mark.parametrize("table, key, words", [
+    ('role = "relay"', "mqtt.role", "finish, gate"),
+    ('host = "h"\nport = 0', "mqtt.port", "1..65535"),
+    ('port = "1883"', "mqtt.port", "integer"),
+    ('role = "gate"\ngate = "g200"', "mqtt.host", "finish station's address"),
+    ('host = "h"\nrole = "gate"', "mqtt.gate", "which of [[gates]]"),
+    ('host = "h"\nrole = "gate"\ngate = "g300"', "mqtt.gate", "unknown gate 'g300'"),
+    ('host = "h"\nrole = "gate"\ngate = "finish"', "mqtt.gate", "is the finish gate"),
+    ('host = "h"\ngate = "g200"', "mqtt.gate", 'only for role = "gate"'),
+    ('host = "h"\npassword_file = "/etc/p"', "mqtt.password_file", "needs mqtt.username"),
+    ('host = "h"\nusername = "u"\npassword_file = "p.txt"', "mqtt.password_file", "absolute"),
+    ('hots = "h"', "mqtt.hots", "unknown key"),
+])
+def test_bad_mqtt_table_names_the_key(table, key, words):
+    with pytest.raises(ConfigError) as err:
+        loads_config(CHECKPOINT + "[mqtt]\n" + table + "\n")
+    assert err.value.key == key
+    assert words in str(err.value)

@@ -111,3 +111,31 @@ def test_the_alarm_sounds_live_at_its_deadline_not_later():
     eng.advance(105.1 + 0.2)
     assert [a.bib for a in eng.results().active_alarms] == [3]
     assert eng.version > v
+
+
+def test_what_counts_is_how_they_faced_nearest_the_line():
+    """Forwards down most of the stretch, then turned round for the last few metres and
+    over the line backwards, alone: an alarm, although most reads were forward ones. And
+    the other way round: backwards far out, turned to cross forwards: none."""
+    cfg = config()
+    t = 100.0
+    turned = [e for e in reads(3, t, speed_mps=2.5) if e["t"] < t - 2.0] + \
+        [e for e in reads(3, t, backward=True, speed_mps=2.5) if e["t"] >= t - 2.0]
+    front = sum(1 for e in turned if e["tag"] == 6)
+    assert front > 2 * (len(turned) - front)
+    res = replay(in_order([start()] + crossing(t, torso_s=0.125) + turned), cfg)
+    assert [(a.bib, round(a.seen_s)) for a in res.alarms] == [(3, 100)]
+    late_turn = [e for e in reads(3, t, backward=True, speed_mps=2.5) if e["t"] < t - 3.0] + \
+        [e for e in reads(3, t, speed_mps=2.5) if e["t"] >= t - 3.0]
+    res = replay(in_order([start()] + crossing(t, torso_s=0.125) + late_turn), cfg)
+    assert res.alarms == ()
+
+
+def test_a_far_away_bib_is_no_companion():
+    """Another runner read twice far out (small tags, nowhere near the line) during the
+    window is not somebody passing the gate."""
+    cfg = config()
+    far = [e for e in reads(9, 106.0, px_k=200.0) if e["t"] < 101.0][:2]
+    assert len(far) == 2 and all(e["px"] < 14 for e in far)
+    res = replay(in_order([start()] + backward_pass(3, 100.0) + far), cfg)
+    assert [a.bib for a in res.alarms] == [3]

@@ -145,3 +145,26 @@ def test_simulated_station_runs_end_to_end(tmp_path):
     assert len(replayed) >= laps
     types = {ev["type"] for ev in iter_lines(lines)}
     assert {"start", "beam", "tag"} <= types  # the mock pins and the rendered frames both ran
+
+
+def test_phone_clock_goes_through_station_clock_service_unless_simulating(tmp_path):
+    """`web.set_system_clock` gives the dashboard a setter that writes the request file
+    station-clock.path watches (the hardened station cannot set the clock itself); a
+    simulation never touches the clock, and without the setting nothing is offered."""
+    from station.clock_request import REQUEST_NAME
+    from station.config import loads_config
+    from station.launch import make_hooks
+    from station.store import Store
+
+    toml = "[track]\nlength_m = 400\n[[gates]]\nid = 'finish'\nposition_m = 0\n"
+    store = Store(tmp_path)
+    try:
+        on = loads_config(toml + "[web]\nset_system_clock = true\n")
+        hooks = make_hooks(on, store, None, None, simulate=False)
+        hooks.set_clock("2026-05-02T09:30:00.000Z")
+        request = json.loads((tmp_path / REQUEST_NAME).read_text())
+        assert request["wall"] == "2026-05-02T09:30:00.000Z"
+        assert make_hooks(on, store, None, None, simulate=True).set_clock is None
+        assert make_hooks(loads_config(toml), store, None, None).set_clock is None
+    finally:
+        store.close()

@@ -108,6 +108,26 @@ def test_simulated_beam_plays_a_schedule_through_the_real_callbacks(mock_factory
         assert log.t_of(origin) + due_s - 1e-3 <= t <= log.t_of(origin) + due_s + 1.0
 
 
+
+def test_simulated_edges_played_late_keep_their_scheduled_times(mock_factory, log):
+    # A schedule whose times are already past: the thread plays every edge at once, as a
+    # thread woken late under load does. The BeamGate reading the simulation's clock still
+    # stamps each edge at its own time, so a 3 ms torso break stays a 3 ms break.
+    gate = Gate("finish", 0, pin=17)
+    sim = SimulatedBeam.for_gate(gate, mock_factory)
+    BeamGate(gate, log, pin_factory=mock_factory, clock_ns=sim.clock_ns)
+    origin = time.monotonic_ns() - 5_000_000_000
+    edges = [(1.000, True), (1.003, False), (1.500, True), (1.512, False)]
+    sim.play(iter(edges), lambda t_s: origin + int(t_s * 1e9))
+    events = log.wait(lambda evs: len(beams(evs)) == 4, "four played edges")
+    sim.stop()
+    assert beams(events) == [("finish", b) for _, b in edges]
+    ts = [e["t"] for e in events if e["type"] == "beam"]
+    assert ts == pytest.approx([log.t_of(origin) + t for t, _ in edges], abs=1e-6)
+    # Outside a played edge (a pin driven by hand) the clock is the monotonic one.
+    before = time.monotonic_ns()
+    assert before <= sim.clock_ns() <= time.monotonic_ns()
+
 def test_pin_factory_by_name_and_clear_errors():
     from gpiozero.pins.mock import MockFactory
 

@@ -10,13 +10,18 @@ on exactly the events up to its deadline, whether the events come from a file at
 
 The parts: passes.py (beam -> clusters, torso times, blocked), tracks.py (tag reads ->
 tracks), credit.py (who made a pass), laps.py, facing.py, safety.py (spotter alarms),
-state.py (per-gate and per-camera state), snapshot.py (results); this module runs the
-clock and wires them together.
+state.py (per-gate and per-camera state), people.py (check-ins, faults, silences, coaches'
+corrections), snapshot.py (results); this module runs the clock and wires them together.
+
+Memory stays small in a long session: a pass keeps its evidence (beam cluster, camera
+tracks) only while decisions may still look at it (`_compact`), an old track only the four
+numbers facings need (`_summarise`), and snapshots are built from the previous one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from heapq import heappop, heappush
@@ -25,16 +30,23 @@ from operator import itemgetter
 
 from ..config import MAX_BIB, Config
 from . import credit as cr
+from .facing import MIN_TRACK_READS as MIN_FACING_READS
 from .model import ANONYMOUS, BEAM_BLOCKED, CAMERA, MANUAL, PREDICTED, SOLO, TAG, Results
 from .passes import remember_torso, torso_time
+from .people import People
 from .safety import Safety
-from .snapshot import build_results
+from .snapshot import Snapshots
 from .state import RECENT_S, TICK_S, CamState, GateState
-from .tracks import FAR, NEAR_PX, TRACK_GAP_S, Track
+from .tracks import FAR, MAX_LEAD_S, NEAR_PX, TRACK_GAP_S, Track
 
 _INF = float("inf")
+# A pass's evidence is kept this long after its decision (plus the spotter timeout and the
+# blocked-beam time, after which late decisions about it can still come).
+KEEP_DETAIL_S = 60.0
+# A track needs this many reads to teach its camera's lead (tracks.py).
+LEARN_MIN_READS = 4
 
-class Engine:
+class Engine(People):
     """See the module docstring and docs/ARCHITECTURE.md ("Engine API")."""
 
     def __init__(self, config: Config, reorder_s: float = 2.0):
@@ -59,21 +71,30 @@ class Engine:
         self._finish = self._gates[config.finish.id]
         self._names = {r.bib: r.name for r in config.runners}
         self._passes: list[cr.PassRec] = []
-        self._bib_tracks: dict[int, list[Track]] = {}
+        self._touched: list = []             # passes added or changed since the last snapshot
+        self._bib_ver: dict[int, int] = {}   # bib -> bumps when its credited passes change
+        # (decided at, pass) whose evidence is still kept (see _compact).
+        self._young: deque = deque()
+        self._keep_detail_s = KEEP_DETAIL_S + config.spotter_timeout_s + config.blocked_after_s
+        # bib -> [mid_s, quarter, forward reads, backward reads] * n: the facing evidence of
+        # the bib's camera tracks, once they are old (snapshot.py reads recent ones live).
+        self._faced: dict[int, array] = {}
+        self._snapshots = Snapshots()
         self._torso: dict[tuple[int, bool], list[float]] = {}
         self._last_dir: dict[int, bool] = {}   # bib -> last seen running backwards
         self._checked_in: set[int] = set()
+        # bib -> its latest track (any camera); -bib -> the latest with two reads or more
+        self._latest_track: dict[int, Track] = {}
         self._checked_out: set[int] = set()
         self._faults: list[list] = []         # [kind, gate, start_s, end_s]
         self._open_faults: dict[tuple, list] = {}
         self.safety = Safety(self)
         self._alarmed = self.safety.active    # bib -> sounding alarms (checked per read)
         self._cache: tuple | None = None
-        self._handlers = {
-            "beam": self._on_beam, "tag": self._on_tag, "checkin": self._on_checkin,
-            "checkout": self._on_checkout, "fault": self._on_fault,
-            "silence": self._on_silence, "correct": self._on_correct,
-        }
+        # Plain functions, not bound methods: an engine holds no reference to itself, so
+        # a dropped one (the live worker rebuilds now and then) is freed at once, not at
+        # the next full garbage collection.
+        self._handlers = _HANDLERS
 
     # ---- feeding ---------------------------------------------------------------------
 
@@ -148,7 +169,7 @@ class Engine:
             else:
                 h = handlers.get(kind)
                 if h is not None:
-                    h(ev, t)
+                    h(self, ev, t)
         if ready:
             # Kept up to date here rather than per event (the handlers do not read them).
             t = ready[-1][0]
@@ -181,7 +202,7 @@ class Engine:
     def _process(self, ev: dict, t: float) -> None:
         h = self._handlers.get(ev["type"])
         if h is not None:
-            h(ev, t)
+            h(self, ev, t)
 
     def _timer(self, deadline: float, kind: str, a=None, b=None) -> None:
         self._tseq += 1
@@ -270,17 +291,26 @@ class Engine:
         matched = {}
         if gate.credit_cams:
             here = cluster.start_s
-            others = [c.rough_s() for c in gate.recent
-                      if c is not cluster and abs(c.breaks[0][0] - here) < 2 * cr.MATCH_TOL_S]
+            # Other activity at the gate a track may be nearer to: (rough time, None), or
+            # (rough time, bibs) for a cluster already decided with every body read by
+            # the cameras, which only those bibs' tracks can still be nearer to.
+            others = []
+            for c in gate.recent:
+                if c is not cluster and abs(c.breaks[0][0] - here) < 2 * cr.MATCH_TOL_S:
+                    done = c.decided and c.passes and all(q.source == TAG for q in c.passes)
+                    others.append((c.rough_s(), {b for q in c.passes for b in q.bibs}
+                                   if done else None))
             beam = gate.beam
             if beam.cluster is not None:
-                others.append(beam.cluster.rough_s())
+                others.append((beam.cluster.rough_s(), None))
             if beam.broken_since is not None:
-                others.append(beam.broken_since)
+                others.append((beam.broken_since, None))
             matched = cr.match_tracks(cluster, gate.credit_cams, others)
         bibs = sorted(matched, key=lambda b: (cr.crossing_of(matched[b]), b))
         if len(bibs) > 1:
-            bibs = cr.plausible_bibs(cluster, bibs, matched)
+            here = cluster.rough_s()
+            next_s = min((o for o, _ in others if o > here), default=None)
+            bibs = cr.plausible_bibs(cluster, bibs, matched, next_s)
         backward = {}
         for bib in bibs:
             tracks = matched[bib]
@@ -294,12 +324,12 @@ class Engine:
                 bibs_, source = self._fallback(gate, s + 0.4 * (e - s), set())
                 who = bibs_[0] if bibs_ else 0
                 hist = self._history(who)
-                p = cr.PassRec(gate.id, torso_time(s, e, hist), bibs_, source, cluster, e - s)
+                p = cr.PassRec(gate.id, torso_time(s, e, hist), bibs_, source, cluster)
             else:
                 hist = history(bib)
                 tracks = matched[bib]
-                p = cr.PassRec(gate.id, torso_time(s, e, hist) if t is None else t, (bib,),
-                               TAG, cluster, e - s, tracks)
+                p = cr.PassRec(gate.id, torso_time(s, e, hist) if t is None else t, cr.one(bib),
+                               TAG, cluster, tracks)
                 for tr in tracks:
                     tr.credited = p
             remember_torso(hist, e - s)
@@ -324,18 +354,31 @@ class Engine:
                     excluded.add(tr.bib)
         bib = cr.predicted_bib(t, gate.by_bib, min_lap, self.config.max_lap_s, excluded)
         if bib is not None:
-            return (bib,), PREDICTED
-        if len(self._checked_in) == 1:
-            (bib,) = self._checked_in
-            if bib not in excluded:
-                return (bib,), SOLO
+            return cr.one(bib), PREDICTED
+        # The only checked-in runner who could have made it: the cameras have not read
+        # their bib lately (a runner whose bib they read would have been read now).
+        solo = [b for b in self._checked_in if b not in excluded and (
+            len(self._checked_in) == 1 or not self._bib_read_lately(b, t))]
+        if len(solo) == 1:
+            return cr.one(solo[0]), SOLO
         return (), ANONYMOUS
+
+    def _bib_read_lately(self, bib: int, t: float) -> bool:
+        for tr in (self._latest_track.get(bib), self._latest_track.get(-bib)):
+            if tr is not None and tr.n_front + tr.n_back >= cr.MIN_TRACK_READS \
+                    and t - self.config.max_lap_s < tr.last_s:
+                return True
+        return False
 
     def _add_pass(self, gate: GateState, p: cr.PassRec, now: float) -> None:
         """`now`: the session time of this decision (alarm deadlines are never before it)."""
+        p.seq = len(self._passes)
         self._passes.append(p)
+        self._touched.append(p)
         gate.recent_passes.append(p)
         self._index(gate, p)
+        self._young.append((now, p))
+        self._compact(now)
         if p.source in (TAG, CAMERA, MANUAL):
             for bib in p.bibs:
                 self._take_back(gate, bib, p)
@@ -345,15 +388,33 @@ class Engine:
                 self._timer(due, "alarm", p, bib)
         self.version += 1
 
+    def _compact(self, now: float) -> None:
+        """Drop the evidence (beam cluster, camera tracks) of passes decided long enough
+        ago that no decision can look at it again: long sessions keep only what results
+        and corrections need."""
+        young, horizon = self._young, now - self._keep_detail_s
+        while young and young[0][0] < horizon:
+            p = young.popleft()[1]
+            p.cluster = None
+            p.tracks = ()
+
     def _index(self, gate: GateState, p: cr.PassRec) -> None:
+        bib_ver = self._bib_ver
         for bib in p.bibs or (0,):
             insort(gate.by_bib.setdefault(bib, []), p, key=_pass_t)
+            bib_ver[bib] = bib_ver.get(bib, 0) + 1
 
     def _unindex(self, gate: GateState, p: cr.PassRec) -> None:
+        bib_ver = self._bib_ver
         for bib in p.bibs or (0,):
             plist = gate.by_bib.get(bib)
             if plist is not None and p in plist:
                 plist.remove(p)
+                bib_ver[bib] = bib_ver.get(bib, 0) + 1
+
+    def _changed(self, p: cr.PassRec) -> None:
+        self._touched.append(p)
+        self.version += 1
 
     def _take_back(self, gate: GateState, bib: int, proof: cr.PassRec) -> None:
         """A sure pass of `bib` proves its guessed credits close in time wrong."""
@@ -384,7 +445,7 @@ class Engine:
         p.bibs, p.source = bibs, source
         if not p.deleted:
             self._index(gate, p)
-        self.version += 1
+        self._changed(p)
 
     def _camera_pass(self, gate: GateState, tr: Track, now: float) -> None:
         """A runner crossed while the beam was blocked: timed by the camera."""
@@ -392,7 +453,7 @@ class Engine:
         for q in gate.by_bib.get(tr.bib, ())[-3:]:
             if abs(q.t_s - t) < self.config.min_lap_s:
                 return
-        p = cr.PassRec(gate.id, t, (tr.bib,), CAMERA, tracks=[tr])
+        p = cr.PassRec(gate.id, t, cr.one(tr.bib), CAMERA, tracks=[tr])
         tr.credited = p
         self._add_pass(gate, p, now)
 
@@ -412,10 +473,12 @@ class Engine:
             tr = self._new_track(cam, bib, tr, t)
         elif t > tr.last_s:
             tr.last_s = t
-        if tag & 1:
+        side = tag & 1
+        if side:
             tr.n_back += 1
         else:
             tr.n_front += 1
+        tr.sides.append(side)
         px = ev.get("px")
         tr.reads.append((t, px))
         if px is None or px >= _near_px:
@@ -432,14 +495,22 @@ class Engine:
         tr = Track(cam, bib, t)
         cam.open[bib] = tr
         cam.recent.append(tr)
-        self._bib_tracks.setdefault(bib, []).append(tr)
+        latest = self._latest_track
+        prev = latest.get(bib)
+        if prev is not None and prev.n_front + prev.n_back >= cr.MIN_TRACK_READS:
+            latest[-bib] = prev    # the latest real one, should this one be a stray
+        latest[bib] = tr
         if self._tick_at is None:
             self._tick_at = (t // TICK_S + 1) * TICK_S
             self._timer(self._tick_at, "tick")
         return tr
 
     def _track_closed(self, tr: Track, now: float) -> None:
-        if tr.credited is not None or tr.n_front + tr.n_back < cr.MIN_TRACK_READS \
+        p = tr.credited
+        if p is not None:
+            self._learn_lead(tr, p)
+            return
+        if tr.n_front + tr.n_back < cr.MIN_TRACK_READS \
                 or not tr.cam.at_gate or tr.crossing_quality() == FAR:
             return
         gate = self._gates[tr.cam.gate]
@@ -452,8 +523,36 @@ class Engine:
         if since is not None and c >= since:
             gate.pending_cam.append(tr)
 
+    def _learn_lead(self, tr: Track, p: cr.PassRec) -> None:
+        """A track that credited a beam-timed pass on its own shows how long before the
+        line (oncoming) or after it (departing) this camera loses or finds a runner."""
+        cam = tr.cam
+        dur = tr.last_s - tr.first_s
+        if p.source != TAG or p.cluster is None or len(p.cluster.passes) != 1 \
+                or not cam.at_gate or tr.n_front + tr.n_back < LEARN_MIN_READS:
+            return
+        lead = p.t_s - tr.last_s if cam.oncoming else tr.first_s - p.t_s
+        if not 0 < lead < MAX_LEAD_S:
+            return
+        # Its duration tells the pace only if the runner came all along the stretch: they
+        # had come round the track (the first pass of a run may follow a step onto it
+        # right before the line).
+        cfg = self.config
+        came_round = any(cfg.min_lap_s <= p.t_s - q.t_s <= cfg.max_lap_s
+                         for q in self._gates[p.gate].by_bib.get(tr.bib, ())[-4:])
+        cam.learn_lead(tr.bib, lead, dur if came_round else 0.0)
+
+    def _summarise(self, tr: Track) -> None:
+        """A track leaves the recent ones: keep only what facings need of it."""
+        if tr.n_front + tr.n_back >= MIN_FACING_READS:
+            faced = self._faced.get(tr.bib)
+            if faced is None:
+                faced = self._faced[tr.bib] = array("d")
+            faced.extend((tr.mid_s, tr.cam.quarter, tr.n_forward(), tr.n_backward()))
+
     def _tick(self, k: float) -> None:
         self._tick_at = None
+        self._compact(k)
         still_open = False
         for cam in self._cams.values():
             if cam.open:
@@ -465,7 +564,7 @@ class Engine:
                 still_open = still_open or bool(cam.open)
             recent = cam.recent
             while recent and recent[0].closed and recent[0].last_s < k - RECENT_S:
-                recent.popleft()
+                self._summarise(recent.popleft())
         for gate in self._gates.values():
             while gate.recent and gate.recent[0].decided and gate.recent[0].end_s < k - RECENT_S:
                 gate.recent.popleft()
@@ -474,80 +573,6 @@ class Engine:
         if still_open:
             self._tick_at = k + TICK_S
             self._timer(self._tick_at, "tick")
-
-    # ---- people ----------------------------------------------------------------------
-
-    def _on_checkin(self, ev: dict, t: float) -> None:
-        self._checked_in.add(ev["bib"])
-        self._checked_out.discard(ev["bib"])
-        self.version += 1
-
-    def _on_checkout(self, ev: dict, t: float) -> None:
-        self._checked_in.discard(ev["bib"])
-        self._checked_out.add(ev["bib"])
-        self.version += 1
-
-    def _on_fault(self, ev: dict, t: float) -> None:
-        source = str(ev["source"])
-        cam = self._cams.get(source)
-        gate = cam.gate if cam is not None else source
-        key = (str(ev["kind"]), source)
-        if ev["active"]:
-            if key not in self._open_faults:
-                row = [key[0], gate, t, None]
-                self._faults.append(row)
-                self._open_faults[key] = row
-                self.version += 1
-        else:
-            row = self._open_faults.pop(key, None)
-            if row is not None:
-                row[3] = t
-                self.version += 1
-
-    def _on_silence(self, ev: dict, t: float) -> None:
-        if ev.get("bib") is None:
-            self.safety.silence(None, t)    # everybody
-            return
-        try:
-            self.safety.silence(int(ev["bib"]), t)
-        except (TypeError, ValueError):
-            pass   # a bib that is no bib silences nobody (never everybody)
-
-    def _on_correct(self, ev: dict, t: float) -> None:
-        """A coach's correction of a pass, named by gate and time as shown (3 decimals)."""
-        gate = self._gates.get(ev.get("gate"))
-        action = ev.get("action")
-        try:
-            pass_t = round(float(ev.get("pass_t")), 3)
-        except (TypeError, ValueError):
-            return
-        bib = ev.get("bib")
-        bibs = (bib,) if isinstance(bib, int) and bib > 0 else ()
-        if gate is None:
-            return
-        if action == "add":
-            if bibs:
-                self._add_pass(gate, cr.PassRec(gate.id, pass_t, bibs, MANUAL), t)
-            return
-        want_deleted = action == "restore"
-        found = [p for p in self._passes
-                 if p.gate == gate.id and abs(round(p.t_s, 3) - pass_t) < 5e-4]
-        found.sort(key=lambda p: p.deleted != want_deleted)
-        if not found:
-            return
-        p = found[0]
-        if action == "assign":
-            self._recredit(gate, p, bibs, MANUAL)
-            if bibs:
-                self._take_back(gate, bibs[0], p)
-        elif action == "delete" and not p.deleted:
-            self._unindex(gate, p)
-            p.deleted = True
-            self.version += 1
-        elif action == "restore" and p.deleted:
-            p.deleted = False
-            self._index(gate, p)
-            self.version += 1
 
     # ---- results ---------------------------------------------------------------------
 
@@ -563,9 +588,16 @@ class Engine:
             if res.now_s != self.now_s:
                 res = dataclasses.replace(res, now_s=self.now_s)
             return res
-        res = build_results(self)
+        res = self._snapshots.build(self)
         self._cache = (self.version, res)
         return res
 
 def _pass_t(p) -> float:
     return p.t_s
+
+
+_HANDLERS = {
+    "beam": Engine._on_beam, "tag": Engine._on_tag, "checkin": Engine._on_checkin,
+    "checkout": Engine._on_checkout, "fault": Engine._on_fault,
+    "silence": Engine._on_silence, "correct": Engine._on_correct,
+}

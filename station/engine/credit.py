@@ -24,6 +24,7 @@ from .tracks import FAR, FITTED, MAX_LEAD_S
 
 # A track's crossing further than this from a cluster is not that cluster's runner.
 MATCH_TOL_S = 1.5
+MATCH_TOL_GUESS_S = 2.5
 # How far past the line (in time) a camera at the line may still read a runner: frame
 # timing and the torso-vs-tag offset.
 AFTER_LINE_S = 0.3
@@ -37,32 +38,52 @@ PRED_TOL_FRACTION = 0.1
 
 
 class PassRec:
-    """The engine's working copy of a pass (mutable: credit can be revised)."""
+    """The engine's working copy of a pass (mutable: credit can be revised).
 
-    __slots__ = ("gate", "t_s", "bibs", "source", "deleted", "cluster", "dur_s", "tracks")
+    `cluster` and `tracks` are the evidence, needed while decisions about the pass are
+    still to come (its spotter deadline, a camera's lead); the engine drops them a minute
+    after the pass was decided (Engine._compact), so a long session keeps only what the
+    results and corrections need. `row` is its result row in the last snapshot, `seq` its
+    place in the order passes were made (snapshot.py)."""
+
+    __slots__ = ("gate", "t_s", "bibs", "source", "deleted", "cluster", "tracks", "row", "seq")
 
     def __init__(self, gate: str, t_s: float, bibs: tuple, source: str,
-                 cluster: Cluster | None = None, dur_s: float = 0.0, tracks=()):
+                 cluster: Cluster | None = None, tracks=()):
         self.gate = gate
         self.t_s = t_s
         self.bibs = bibs
         self.source = source
         self.deleted = False
         self.cluster = cluster
-        self.dur_s = dur_s      # torso break duration (0 when not timed by the beam)
         self.tracks = tracks    # the camera tracks that credited it
+        self.row = None
+        self.seq = 0
 
     def __repr__(self) -> str:  # for test failure messages
         return f"PassRec({self.gate!r}, {self.t_s:.3f}, {self.bibs}, {self.source!r})"
 
 
-def match_tracks(cluster: Cluster, cams, others: list[float]) -> dict[int, list]:
+_ONE: dict[int, tuple[int]] = {}
+
+
+def one(bib: int) -> tuple[int]:
+    """The tuple (bib,), one shared object per bib (thousands of passes hold it)."""
+    t = _ONE.get(bib)
+    if t is None:
+        t = _ONE[bib] = (bib,)
+    return t
+
+
+def match_tracks(cluster: Cluster, cams, others: list[tuple]) -> dict[int, list]:
     """bib -> the uncredited tracks (of the gate's cameras `cams`) whose crossing is nearer
-    this cluster than any other activity at the gate (`others`: rough times)."""
+    this cluster than any other activity at the gate (`others`: (rough time, None), or
+    (rough time, bibs) for activity that only those bibs' tracks may belong to)."""
     here = cluster.rough_s()
     lo, hi = here - AFTER_LINE_S, here + AFTER_LINE_S
     horizon = MATCH_TOL_S + MAX_LEAD_S
     found: dict[int, list] = {}
+    elsewhere: set[int] = set()   # bibs an oncoming camera places at other activity
     for cam in cams:
         for tr in cam.recent:
             # A camera at the line sees an oncoming runner only before they cross it (and
@@ -75,15 +96,26 @@ def match_tracks(cluster: Cluster, cams, others: list[float]) -> dict[int, list]
             if tr.credited is not None or (tr.n_front + tr.n_back < MIN_TRACK_READS
                                            and not tr.lone_near()):
                 continue
-            if tr.crossing_quality() == FAR:
+            quality = tr.crossing_quality()
+            if quality == FAR:
                 continue
             c = tr.crossing_s()
             d = abs(c - here)
-            if d > MATCH_TOL_S:
+            # A crossing guessed from the lead (no px fit) may be further out: a runner
+            # read only briefly (stepping onto the stretch near the line), a lens that
+            # loses tags further out than this camera has taught the engine yet.
+            if d > (MATCH_TOL_S if quality == FITTED else MATCH_TOL_GUESS_S):
                 continue
-            if any(abs(c - o) < d for o in others):
+            if any(abs(c - o) < d for o, bibs in others if bibs is None or tr.bib in bibs):
+                if quality == FITTED and cam.oncoming:
+                    elsewhere.add(tr.bib)
                 continue
             found.setdefault(tr.bib, []).append(tr)
+    # A departing camera has read a runner only briefly when credit is decided, so its
+    # fit is rougher than an oncoming one's: where they disagree, the oncoming one wins.
+    for bib in elsewhere:
+        if bib in found and all(not tr.cam.oncoming for tr in found[bib]):
+            del found[bib]
     return found
 
 
@@ -91,17 +123,26 @@ def crossing_of(tracks: list) -> float:
     return sum(tr.crossing_s() for tr in tracks) / len(tracks)
 
 
-def plausible_bibs(cluster: Cluster, bibs: list[int], matched: dict) -> list[int]:
+def plausible_bibs(cluster: Cluster, bibs: list[int], matched: dict,
+                   next_s: float | None = None) -> list[int]:
     """More runners than bodies in the beam: keep the runners whose crossing is nearest,
-    one per body, plus any crossing side by side with the cluster (sharing a break)."""
+    one per body, plus any crossing side by side with the cluster (sharing a break).
+    `next_s`: when somebody else crosses the gate just after this cluster. Then the
+    runners who crossed first are this cluster's and the others the next one's: the order
+    of crossings is surer than their times (a guess from the last read, without px)."""
     n_bodies = len(cluster.bodies(SPLIT_FRACTION))
     if n_bodies >= len(bibs):
         return bibs
     here = cluster.rough_s()
-    dist = {b: abs(crossing_of(matched[b]) - here) for b in bibs}
+    cross = {b: crossing_of(matched[b]) for b in bibs}
+    dist = {b: abs(cross[b] - here) for b in bibs}
     close = sum(1 for b in bibs if dist[b] <= SIDE_BY_SIDE_S
                 and all(tr.crossing_quality() == FITTED for tr in matched[b]))
-    keep = set(sorted(bibs, key=lambda b: (dist[b], b))[:max(n_bodies, close)])
+    n = max(n_bodies, close)
+    if next_s is not None and close <= n_bodies:
+        keep = set(sorted(bibs, key=lambda b: (cross[b], b))[:n])
+    else:
+        keep = set(sorted(bibs, key=lambda b: (dist[b], b))[:n])
     return [b for b in bibs if b in keep]
 
 

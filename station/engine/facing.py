@@ -29,21 +29,33 @@ def classify(n_forward: int, n_backward: int) -> str:
     return UNOBSERVED
 
 
-def facings(tracks: list, spans: list[tuple[float, float]]) -> list[tuple[str, str, str, str]]:
-    """(q1, q2, q3, q4) for each lap span (start_s, end_s], from one runner's tracks.
-    `spans` are in time order and do not overlap."""
+def facings(seen, spans: list[tuple[float, float]]) -> list[tuple[str, str, str, str]]:
+    """(q1, q2, q3, q4) for each lap span (start_s, end_s], from one runner's camera
+    tracks, each as (mid_s, quarter, forward reads, backward reads) in any order, tracks of
+    fewer than MIN_TRACK_READS reads left out (a lone read may be a stray: facing is never
+    a guess). `spans` are in time order and do not overlap."""
     counts = [[0] * 8 for _ in spans]   # per lap: forward, backward for q1..q4
     if spans:
         ends = [e for _, e in spans]
-        for tr in tracks:
-            if tr.n_front + tr.n_back < MIN_TRACK_READS:
-                continue   # a lone read may be a stray: facing is never a guess
-            t = tr.mid_s
+        n = len(spans)
+        for t, quarter, fwd, bwd in seen:
             i = bisect_left(ends, t)
-            if i == len(spans) or not spans[i][0] < t:
+            if i == n or not spans[i][0] < t:
                 continue
-            q = 2 * (tr.cam.quarter - 1)
+            q = 2 * (int(quarter) - 1)
             c = counts[i]
-            c[q] += tr.n_forward()
-            c[q + 1] += tr.n_backward()
+            c[q] += fwd
+            c[q + 1] += bwd
     return [tuple(classify(c[2 * q], c[2 * q + 1]) for q in range(4)) for c in counts]
+
+
+def track_facts(tracks) -> list[tuple]:
+    """(mid_s, quarter, forward reads, backward reads) of the tracks that say anything."""
+    return [(tr.mid_s, tr.cam.quarter, tr.n_forward(), tr.n_backward()) for tr in tracks
+            if tr.n_front + tr.n_back >= MIN_TRACK_READS]
+
+
+def unpack(flat) -> list[tuple]:
+    """Engine._faced's flat array -> (mid_s, quarter, forward, backward) tuples."""
+    it = iter(flat)
+    return list(zip(it, it, it, it))

@@ -21,9 +21,11 @@ TORSO_FRACTION = 0.6
 # When the cameras say several runners crossed, a smaller runner's torso may be shorter
 # than that next to a slow runner's; limbs stay under a third of a torso.
 SPLIT_FRACTION = 0.4
-# A second body on its own (no tag says so) must be this long and this far from the other.
+# A second body on its own (no tag says so) must be this long and this far from the other
+# (centre to centre; with a gap of clear beam between them: a torso is one solid break).
+# Runners 0.1 s apart at the line are about that far apart.
 MIN_BODY_S = 0.05
-MIN_BODY_GAP_S = 0.15
+MIN_BODY_GAP_S = 0.08
 
 
 def torso_time(start_s: float, end_s: float, history: list[float] | None) -> float:

@@ -10,8 +10,11 @@ row), or by a coach (`silence` event).
 
 from __future__ import annotations
 
+import weakref
+
 from .credit import MIN_TRACK_READS
 from .model import COMPANION, SEEN_FORWARD, SILENCED, Alarm
+from .tracks import FAR
 
 # Reads needed to call a runner backward on a pass (and more backward than forward ones).
 BACKWARD_MIN_READS = 2
@@ -24,7 +27,7 @@ class Safety:
     pass's deadline, `on_read` for every tag read of an alarmed runner, `silence`."""
 
     def __init__(self, engine):
-        self._engine = engine
+        self._engine = weakref.proxy(engine)   # the engine owns this: no cycle
         self.rows: list[list] = []            # [bib, gate, seen_s, alarm_s, cleared_s, reason]
         self.active: dict[int, list[list]] = {}   # bib -> its sounding rows
         self._forward_run: dict[int, int] = {}
@@ -42,6 +45,11 @@ class Safety:
                 if (tr.bib == bib and tr not in tracks and tr.credited in (None, p)
                         and p.t_s - 0.5 <= tr.first_s <= p.t_s + 3.0):
                     tracks.append(tr)
+        # How they faced nearest the line, where the cameras say; else the totals.
+        at_line = [v for v in (tr.backward_at_line() for tr in tracks if tr.cam.at_gate)
+                   if v is not None]
+        if at_line:
+            return at_line.count(True) > at_line.count(False)
         fwd = sum(tr.n_forward() for tr in tracks)
         bwd = sum(tr.n_backward() for tr in tracks)
         return bwd >= BACKWARD_MIN_READS and bwd > fwd
@@ -76,7 +84,7 @@ class Safety:
                     continue
                 if tr.near_first_s is not None and tr.near_first_s <= hi and tr.near_last_s >= lo:
                     times.append(max(lo, tr.near_first_s))
-                elif cam.at_gate and lo <= tr.crossing_s() <= hi:
+                elif cam.at_gate and tr.crossing_quality() != FAR and lo <= tr.crossing_s() <= hi:
                     times.append(tr.crossing_s())
         return min(times) if times else None
 

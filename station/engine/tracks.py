@@ -19,8 +19,14 @@ TRACK_GAP_S = 2.5
 # px is small and its rounding noise dominates.
 FIT_SPAN_S = 3.0
 # Without px (or with a fit that makes no sense), the crossing is assumed this far from the
-# read nearest the line: tags go out of frame roughly half a second before the line.
+# read nearest the line: tags go out of frame a metre or two before the line, so the lead
+# scales with the runner's pace, and so does the time they take along the stretch. The lead
+# is estimated as a fraction of the track's duration, learnt per camera from passes the beam
+# timed (CamState.lead_ratio); until then a typical fraction, and a lone read gets
+# DEFAULT_LEAD_S.
 DEFAULT_LEAD_S = 0.5
+DEFAULT_LEAD_RATIO = 0.07
+MIN_LEAD_S = 0.1
 # A fitted crossing further than this from the read nearest the line is not believed.
 MAX_LEAD_S = 3.0
 # Without a fit, a track whose read nearest the line shows the tag at least this big (px)
@@ -38,7 +44,8 @@ class Track:
     the track is closed and summarised; the counts and the fitted crossing stay."""
 
     __slots__ = ("cam", "bib", "first_s", "last_s", "n_front", "n_back", "reads",
-                 "_cross", "closed", "credited", "near_first_s", "near_last_s")
+                 "_cross", "closed", "credited", "near_first_s", "near_last_s",
+                 "sides", "_runs")
 
     def __init__(self, cam, bib: int, t_s: float):
         self.cam = cam
@@ -55,6 +62,10 @@ class Track:
         # First and last read with the tag big enough to be near the camera (None: none).
         self.near_first_s: float | None = None
         self.near_last_s: float | None = None
+        # The tag side (1: back) of each read, in order, while open; then only the side
+        # the first and the last reads showed and how many in a row (see _side_runs).
+        self.sides: bytearray | None = bytearray()
+        self._runs: tuple | None = None
 
     @property
     def n_reads(self) -> int:
@@ -71,6 +82,16 @@ class Track:
     def n_backward(self) -> int:
         return self.n_back if self.cam.oncoming else self.n_front
 
+    def backward_at_line(self) -> bool | None:
+        """Did the runner face backwards nearest the line (the last reads of an oncoming
+        camera, the first of a departing one)? None: fewer than two reads in a row there
+        say so. A runner may turn on the stretch: this, not the totals, is how they crossed."""
+        runs = self._runs if self._runs is not None else _side_runs(self.sides)
+        side, run = runs[2:] if self.cam.oncoming else runs[:2]
+        if run < 2:
+            return None
+        return (side == 1) == self.cam.oncoming
+
     def crossing_s(self) -> float:
         """When this runner crossed the camera's gate line (see module docstring)."""
         return self._fit()[0]
@@ -86,8 +107,9 @@ class Track:
         # Open: refit whenever reads were added since the last fit.
         n = len(self.reads)
         if self._cross is None or self._cross[0] != n:
+            lead = self.cam.lead_s(self.bib, self.first_s, self.last_s)
             self._cross = (n, _fit_crossing(self.reads, self.cam.oncoming,
-                                            self.first_s, self.last_s))
+                                            self.first_s, self.last_s, lead))
         return self._cross[1]
 
     def lone_near(self) -> bool:
@@ -101,13 +123,36 @@ class Track:
     def close(self) -> None:
         if not self.closed:
             self._cross = self._fit()  # fit now, while the reads are still here
+            self._runs = _side_runs(self.sides)
+            self.sides = None
             self.closed = True
             if len(self.reads) > 1:   # a lone read is kept: its px says how near it was
                 self.reads = None
 
 
-def _fit_crossing(reads: list, oncoming: bool, first_s: float,
-                  last_s: float) -> tuple[float, int]:
+def _side_runs(sides: bytearray) -> tuple[int, int, int, int]:
+    """(first side, reads in a row showing it, last side, reads in a row showing it)."""
+    n = len(sides)
+    if not n:
+        return (-1, 0, -1, 0)
+    first, last = sides[0], sides[-1]
+    i = 1
+    while i < n and sides[i] == first:
+        i += 1
+    j = n - 2
+    while j >= 0 and sides[j] == last:
+        j -= 1
+    return (first, i, last, n - 1 - j)
+
+
+def default_lead_s(first_s: float, last_s: float, ratio: float) -> float:
+    if last_s - first_s <= 0:
+        return DEFAULT_LEAD_S
+    return min(MAX_LEAD_S, max(MIN_LEAD_S, ratio * (last_s - first_s)))
+
+
+def _fit_crossing(reads: list, oncoming: bool, first_s: float, last_s: float,
+                  lead_s: float = DEFAULT_LEAD_S) -> tuple[float, int]:
     if oncoming:
         near_s, sign = last_s, 1.0
         near_px = reads[-1][1] if reads else None
@@ -116,7 +161,7 @@ def _fit_crossing(reads: list, oncoming: bool, first_s: float,
         near_s, sign = first_s, -1.0
         near_px = reads[0][1] if reads else None
         pts = [(t, px) for t, px in reads if px and t <= first_s + FIT_SPAN_S]
-    default = (near_s + sign * DEFAULT_LEAD_S,
+    default = (near_s + sign * lead_s,
                NEAR if near_px is None or near_px >= REACH_PX else FAR)
     if len(pts) < 3:
         return default

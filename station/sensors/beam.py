@@ -78,6 +78,12 @@ class SimulatedBeam:
     `edges` are `(t_s, broken)` on the scene clock; `to_monotonic_ns(t_s)` says when, on the
     monotonic clock, each must happen. A broken beam drives the pin to the gate's active
     level; the BeamGate on that pin then stamps and submits exactly as on a Pi.
+
+    Give that BeamGate `clock_ns=sim.clock_ns`: while an edge is being played, it reads the
+    edge's scheduled time rather than the wake-up time. A thread that wakes a few ms late
+    (CPU load, the GIL) would otherwise stamp both edges of a short break late and together,
+    and at `--speed` 20 a torso's 3 ms break would look like a rain drop. A real receiver's
+    edges happen when they happen; the simulated one's happen when the world says.
     """
 
     def __init__(self, pin, *, active_high: bool = False):
@@ -85,6 +91,7 @@ class SimulatedBeam:
         self.active_high = active_high
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._due_ns: int | None = None  # the edge being played (read by clock_ns)
         self.played = 0
 
     @classmethod
@@ -111,12 +118,24 @@ class SimulatedBeam:
                     return
                 if self._stop.is_set():
                     return
-                self.set_broken(broken)
+                self._due_ns = due_ns
+                try:
+                    self.set_broken(broken)  # the MockPin calls the BeamGate right here
+                finally:
+                    self._due_ns = None
 
         self._stop.clear()
         self._thread = threading.Thread(target=run, name="simulated-beam", daemon=True)
         self._thread.start()
         return self._thread
+
+    def clock_ns(self) -> int:
+        """The BeamGate's clock: the scheduled time of the edge being played (in the playing
+        thread), else the monotonic clock (a pin driven by hand, the start-up state)."""
+        due_ns = self._due_ns
+        if due_ns is not None and threading.current_thread() is self._thread:
+            return due_ns
+        return time.monotonic_ns()
 
     def stop(self, timeout_s: float = 2.0) -> None:
         self._stop.set()

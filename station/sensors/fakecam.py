@@ -4,7 +4,10 @@ Used by tests, benchmarks and `station run --simulate`, so the real detector and
 run on frames that look like the track: a red track with lane lines, grass, runners' shirts
 with a paper bib (tag 36h11 + number) on them, clutter that looks like tags (checkerboards,
 black squares with random bits, stripes, text), and the camera's defects (motion blur, noise,
-dim or bright light, JPEG). A *scene* is a callable `t_s -> [TagSpec, ...]`.
+dim or bright light, JPEG). A *scene* is a callable `t_s -> [TagSpec | Figure, ...]`: a
+TagSpec is a bibbed torso alone (detector tests and benchmarks), a Figure a whole runner (head,
+arms, legs, a shirt of their own colour) with or without a bib, so the photo of a pass shows
+who it was, even someone with no bib.
 
 Failures to simulate (`FakeCamera.fail`): "missing" (start() raises CameraMissing),
 "error" (capture raises CameraError), "hang" (capture blocks until `fail` changes).
@@ -16,6 +19,7 @@ import functools
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +65,93 @@ class Look:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class Figure:
+    """A runner seen by the camera. (`x`, `y`) is the middle of the chest, where the bib's
+    tag sits, in pixels; `px` the side a 15 cm tag would have there (it sets the figure's
+    size: px / 0.15 pixels per metre). `tag` None: no bib (or a covered one). `facing`:
+    True when the camera sees their front (the face, the front tag), False their back."""
+
+    x: float
+    y: float
+    px: float
+    shirt_bgr: tuple[int, int, int] = (40, 40, 160)
+    tag: int | None = None
+    facing: bool = True
+    skin_bgr: tuple[int, int, int] = (120, 160, 205)
+    hair_bgr: tuple[int, int, int] = (30, 40, 50)
+    shorts_bgr: tuple[int, int, int] = (40, 35, 30)
+    stride: float = 0.5   # 0..1, where the legs are in their swing
+
+
+# Shirt, skin and hair colours given to simulated runners (BGR), picked by runner key.
+SHIRTS = ((40, 40, 190), (170, 90, 30), (40, 150, 40), (30, 200, 230), (20, 120, 240),
+          (140, 50, 120), (150, 150, 30), (225, 225, 225), (40, 40, 40), (200, 120, 200))
+SKINS = ((120, 160, 205), (90, 130, 180), (60, 95, 140), (45, 65, 100), (150, 185, 225))
+HAIRS = ((30, 40, 50), (20, 20, 25), (60, 110, 150), (40, 70, 110), (170, 170, 175))
+TAG_SIDE_M = 0.15  # the world's printed tag side (station/sim/world.py)
+
+
+def figure_for(key: str, x: float, y: float, px: float, tag: int | None, facing: bool,
+               t_s: float = 0.0) -> Figure:
+    """A Figure with colours that stay the same for one runner `key` in every frame."""
+    h = zlib.crc32(key.encode())
+    return Figure(x, y, px, SHIRTS[h % len(SHIRTS)], tag, facing,
+                  SKINS[(h >> 8) % len(SKINS)], HAIRS[(h >> 16) % len(HAIRS)],
+                  stride=(t_s * 1.4 + (h >> 24) / 256) % 1.0)
+
+
+def draw_figure(frame: np.ndarray, fig: Figure, bib: bool = True) -> None:
+    """Draw a runner (legs, torso, arms, head) in place, then (`bib`) their bib on the chest
+    or the back. Flat polygons and lines clipped by OpenCV: well under a millisecond."""
+    m = fig.px / TAG_SIDE_M  # pixels per metre at the runner's distance
+    fh, fw = frame.shape[:2]
+    if m <= 0 or fig.x + 0.6 * m < 0 or fig.x - 0.6 * m > fw or fig.y - 0.6 * m > fh \
+            or fig.y + 1.4 * m < 0:
+        return
+
+    def pt(dx_m: float, dy_m: float) -> tuple[int, int]:
+        # Metres from the chest point (y up) to pixels; 4 fractional bits for smooth edges.
+        return (int(round((fig.x + dx_m * m) * 16)), int(round((fig.y - dy_m * m) * 16)))
+
+    def poly(points, color) -> None:
+        cv2.fillConvexPoly(frame, np.array([pt(*p) for p in points], np.int32), color,
+                           cv2.LINE_AA, 4)
+
+    def limb(a, b, width_m: float, color) -> None:
+        cv2.line(frame, pt(*a), pt(*b), color, max(1, int(round(width_m * m))), cv2.LINE_AA, 4)
+
+    # Legs, from the hips (0.32 m below the chest) to the ground (1.3 m below): a stride.
+    swing = math.sin(2 * math.pi * fig.stride) * 0.16
+    for side, phase in ((-1, 1), (1, -1)):
+        hip, knee = (side * 0.09, -0.40), (side * 0.08 + phase * swing * 0.5, -0.82)
+        foot = (side * 0.07 + phase * swing, -1.28 + max(0.0, phase * swing) * 0.4)
+        limb(hip, knee, 0.13, fig.skin_bgr)
+        limb(knee, foot, 0.10, fig.skin_bgr)
+    poly([(-0.19, -0.30), (0.19, -0.30), (0.20, -0.48), (-0.20, -0.48)], fig.shorts_bgr)
+    # Torso: shoulders 0.44 m wide narrowing to the hips, in the runner's shirt.
+    poly([(-0.22, 0.20), (0.22, 0.20), (0.18, -0.32), (-0.18, -0.32)], fig.shirt_bgr)
+    # Arms hang beside the torso (bent, swinging), never across the bib.
+    for side, phase in ((-1, -1), (1, 1)):
+        shoulder, elbow = (side * 0.23, 0.16), (side * 0.28 + phase * swing * 0.3, -0.12)
+        hand = (side * 0.26 + phase * swing * 0.6, -0.30)
+        limb(shoulder, elbow, 0.09, fig.shirt_bgr)
+        limb(elbow, hand, 0.075, fig.skin_bgr)
+    # Neck and head: a face from the front, hair from behind.
+    limb((0, 0.20), (0, 0.28), 0.09, fig.skin_bgr)
+    centre, axes = pt(0, 0.39), (int(0.095 * m * 16), int(0.12 * m * 16))
+    cv2.ellipse(frame, centre, axes, 0, 0, 360, fig.skin_bgr if fig.facing else fig.hair_bgr,
+                -1, cv2.LINE_AA, 4)
+    if fig.facing:  # hair on top of the face
+        cv2.ellipse(frame, centre, axes, 0, 180, 360, fig.hair_bgr, -1, cv2.LINE_AA, 4)
+    if bib and fig.tag is not None:
+        draw_tag(frame, _bib_of(fig))
+
+
+def _bib_of(fig: Figure) -> TagSpec:
+    return TagSpec(fig.tag, fig.x, fig.y, fig.px, shirt_bgr=fig.shirt_bgr)
+
+
 @functools.lru_cache(maxsize=8)
 def _marker(tag: int, cell: int) -> np.ndarray:
     dictionary = cv2.aruco.getPredefinedDictionary(DICTIONARY)
@@ -89,8 +180,10 @@ def background(width: int, height: int, seed: int = 0) -> np.ndarray:
 
 def _bib_image(spec: TagSpec) -> tuple[np.ndarray, np.ndarray, tuple[float, float], int]:
     """The paper bib (BGR) on a shirt, its opacity mask, the tag centre and its side."""
-    # Draw at about twice the final size, then resize with INTER_AREA: no aliasing.
-    cell = max(2, int(math.ceil(spec.px / 8 * 2)))
+    # Small tags: draw at about twice the final size, then resize with INTER_AREA (no
+    # aliasing). Big ones (a runner close to the lens) need no more pixels than they get:
+    # drawing those twice as large made one frame cost tens of milliseconds.
+    cell = max(2, int(math.ceil(spec.px / 8 * (2 if spec.px < 96 else 1))))
     mm = 8 * cell / TAG_MM
     shirt_w, shirt_h = int(PAPER_W * 1.8 * mm), int(PAPER_H * 1.35 * mm)
     img = np.empty((shirt_h, shirt_w, 3), np.uint8)
@@ -118,8 +211,10 @@ def draw_tag(frame: np.ndarray, spec: TagSpec) -> None:
     img, mask, (cx, cy), side = _bib_image(spec)
     # Resize so the black square is `px` wide (area filter: a real lens averages too).
     k = spec.px / side
-    small = cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
-    small_mask = cv2.resize(mask, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    # (Near 1:1 the area filter is no better than bilinear, and several times slower.)
+    how = cv2.INTER_AREA if k < 0.7 else cv2.INTER_LINEAR
+    small = cv2.resize(img, None, fx=k, fy=k, interpolation=how)
+    small_mask = cv2.resize(mask, (small.shape[1], small.shape[0]), interpolation=how)
     cx, cy = cx * small.shape[1] / img.shape[1], cy * small.shape[0] / img.shape[0]
     h, w = small.shape[:2]
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]]) - np.float32([cx, cy])
@@ -147,9 +242,12 @@ def draw_tag(frame: np.ndarray, spec: TagSpec) -> None:
         kernel = motion_kernel(spec.blur_px, spec.blur_deg)
         warped = cv2.filter2D(warped, -1, kernel)
         alpha = cv2.filter2D(alpha, -1, kernel)
-    alpha = (alpha.astype(np.float32) / 255)[:, :, None]
     roi = frame[by0:by1, bx0:bx1]
-    roi[:] = (warped * alpha + roi * (1 - alpha)).astype(np.uint8)
+    if spec.blur_px >= 1.0:  # a streaked outline: blend
+        alpha = (alpha.astype(np.float32) / 255)[:, :, None]
+        roi[:] = (warped * alpha + roi * (1 - alpha)).astype(np.uint8)
+    else:  # the shirt's outline only (the tag's own edges are inside `warped`): copy
+        cv2.copyTo(warped, cv2.threshold(alpha, 127, 255, cv2.THRESH_BINARY)[1], roi)
 
 
 def motion_kernel(length_px: float, angle_deg: float) -> np.ndarray:
@@ -198,15 +296,26 @@ def draw_clutter(frame: np.ndarray, count: int, rng: np.random.Generator) -> Non
         frame[y:y + size, x:x + size] = patch[:, :, None]
 
 
-def render(tags: Sequence[TagSpec], width: int = 1280, height: int = 720,
+def render(tags: Sequence[TagSpec | Figure], width: int = 1280, height: int = 720,
            look: Look = Look(), bg_seed: int = 0) -> np.ndarray:
-    """One BGR frame with the given tags drawn on the track, with the look's defects."""
+    """One BGR frame with the given tags and figures drawn on the track (in the order
+    given: far ones first), with the look's defects."""
     frame = background(width, height, bg_seed).copy()
     rng = np.random.default_rng(look.seed)
     if look.clutter:
         draw_clutter(frame, look.clutter, rng)
+    # Bodies first, then every bib over them: the simulated world decides which tags a
+    # camera sees and does not model one runner hiding another (its truth counts those
+    # tags as seen), so a nearer runner's legs or arms must not hide a bib behind them.
     for spec in tags:
-        draw_tag(frame, spec)
+        if isinstance(spec, Figure):
+            draw_figure(frame, spec, bib=False)
+    for spec in tags:
+        if isinstance(spec, Figure):
+            if spec.tag is not None:
+                draw_tag(frame, _bib_of(spec))
+        else:
+            draw_tag(frame, spec)
     if look.blur_px >= 1.0:  # the whole picture: camera shake on a windy pole
         frame = cv2.filter2D(frame, -1, motion_kernel(look.blur_px, look.blur_deg))
     if look.gain != 1.0 or look.noise:
@@ -220,7 +329,7 @@ def render(tags: Sequence[TagSpec], width: int = 1280, height: int = 720,
     return frame
 
 
-Scene = Callable[[float], Sequence[TagSpec]]
+Scene = Callable[[float], Sequence[TagSpec | Figure]]
 
 
 class FakeCamera(ThreadedCamera):
@@ -275,31 +384,64 @@ class FakeCamera(ThreadedCamera):
         return Frame(t_ns, cv2.cvtColor(color, cv2.COLOR_BGR2GRAY), color)
 
 
-def world_scene(world, camera_id: str, width: int = 1280, height: int = 720) -> Scene:
+def world_scene(world, camera_id: str, width: int = 1280, height: int = 720,
+                people: bool = True) -> Scene:
     """Adapt the simulated world (station/sim) to a scene: `world.visible_tags(camera_id, t_s)`
-    gives the tags in view; anything with tag/x/y/px (attributes or dict keys) is drawn."""
+    gives the tags in view; anything with tag/x/y/px (attributes or dict keys) is drawn.
+    With `people`, a sighting of a runner (one with a `runner` key) is drawn as their whole
+    Figure, the tag on the chest or the back, and runners in view without a readable bib
+    (none worn, or covered) are drawn too, from `world.view` (the same geometry)."""
 
     def get(item, name, default=None):
         if isinstance(item, dict):
             return item.get(name, default)
         return getattr(item, name, default)
 
-    def scene(t_s: float) -> list[TagSpec]:
-        out: list[TagSpec] = []
+    def pixels(x, y):
+        # The world may give positions as fractions of the frame.
+        if 0 <= x <= 1 and 0 <= y <= 1:
+            return x * width, y * height
+        return x, y
+
+    def scene(t_s: float) -> list[TagSpec | Figure]:
+        out: list[TagSpec | Figure] = []
+        seen: set[str] = set()
         for item in world.visible_tags(camera_id, t_s):
-            if isinstance(item, TagSpec):
+            if isinstance(item, (TagSpec, Figure)):
                 out.append(item)
                 continue
             x, y = get(item, "x"), get(item, "y")
             if x is None or y is None:
                 continue
-            # The world may give positions as fractions of the frame.
-            if 0 <= x <= 1 and 0 <= y <= 1:
-                x, y = x * width, y * height
-            out.append(TagSpec(int(get(item, "tag")), float(x), float(y), float(get(item, "px", 40)),
-                               float(get(item, "angle_deg", 0.0)), float(get(item, "tilt_deg", 0.0))))
+            x, y = pixels(x, y)
+            tag, px, key = int(get(item, "tag")), float(get(item, "px", 40)), get(item, "runner")
+            if people and key is not None:
+                # An even tag is the front one: the camera sees the runner's front.
+                out.append(figure_for(str(key), x, y, px, tag, tag % 2 == 0, t_s))
+                seen.add(str(key))
+            else:
+                out.append(TagSpec(tag, x, y, px, float(get(item, "angle_deg", 0.0)),
+                                   float(get(item, "tilt_deg", 0.0))))
+        if people and hasattr(world, "view"):
+            out.extend(_unread_people(world, camera_id, t_s, seen, pixels))
         # Far runners first, so nearer ones are drawn over them, as a lens would see it.
         out.sort(key=lambda s: s.px)
         return out
 
     return scene
+
+
+def _unread_people(world, camera_id: str, t_s: float, seen: set[str], pixels) -> list[Figure]:
+    """Figures of the runners in view whose bib the camera cannot read (none, or covered)."""
+    out = []
+    for r in getattr(world, "runners", ()):
+        if r.key in seen:
+            continue
+        for stint in r.stints:
+            if not stint.t0 <= t_s <= stint.t1:
+                continue
+            vis, front, _, _, px, u, v = world.view(camera_id, r, stint, np.array([t_s]))
+            if vis[0]:
+                x, y = pixels(float(u[0]), float(v[0]))
+                out.append(figure_for(r.key, x, y, float(px[0]), None, bool(front[0]), t_s))
+    return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 
 from station.sensors.frames import CameraError, CameraMissing, ThreadedCamera
 
@@ -44,6 +45,7 @@ class CameraPipeline:
         self.frames = 0
         self.tags = 0
         self.detect_ms = 0.0                  # last frame's detection time
+        self._frame_ns: deque[int] = deque(maxlen=32)  # arrival of the last frames, for `fps`
         self._open = False
         self._last_frame_ns = 0
         self._last_restart_ns = 0
@@ -67,6 +69,17 @@ class CameraPipeline:
 
     def __repr__(self) -> str:
         return self.camera_id
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second over the last few frames (read-only, for the health page):
+        None before two frames, 0.0 while stalled."""
+        times = tuple(self._frame_ns)
+        if len(times) < 2:
+            return None
+        if time.monotonic_ns() - times[-1] > self.stall_s * 1e9:
+            return 0.0
+        return round((len(times) - 1) * 1e9 / max(1, times[-1] - times[0]), 1)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -112,6 +125,7 @@ class CameraPipeline:
                     self._close_camera()
             return
         self._last_frame_ns = now
+        self._frame_ns.append(now)
         self._clear("camera_error")
         self._clear("camera_stalled")
         self.frames += 1

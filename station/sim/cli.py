@@ -11,7 +11,7 @@ from pathlib import Path
 
 def add_arguments(parser) -> None:
     parser.add_argument("scenario", nargs="?", metavar="SCENARIO",
-                        help="scenario name (see --list)")
+                        help="scenario name, optionally with modifiers: NAME+MOD+... (see --list)")
     parser.add_argument("--out", metavar="DIR", help="folder to write the files into")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--minutes", type=float, default=None,
@@ -22,18 +22,20 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from station.sim.scenarios import SCENARIOS, build
     from station.sim.sensors import iter_events, write_events
     from station.sim.truth import compute_truth, write_truth
+    from station.sim.variants import MODS, all_names, build_variant, describe
 
     if args.list or not args.scenario:
-        width = max(map(len, SCENARIOS))
-        for name, (_, text) in SCENARIOS.items():
+        rows = describe()
+        width = max(len(n) for n, _ in rows)
+        for name, text in rows:
             print(f"{name:{width}}  {text}")
         return 0 if args.list else 2
-    if args.scenario not in SCENARIOS:
+    base, *mods = args.scenario.split("+")
+    if base not in all_names() or any(m not in MODS for m in mods):
         print(f"station simulate: unknown scenario {args.scenario!r}; known: "
-              f"{', '.join(SCENARIOS)}", file=sys.stderr)
+              f"{', '.join(all_names())}, each optionally +{'/+'.join(MODS)}", file=sys.stderr)
         return 2
     if not args.out:
         print("station simulate: --out DIR is required", file=sys.stderr)
@@ -43,7 +45,7 @@ def run(args) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    scenario = build(args.scenario, seed=args.seed, minutes=args.minutes)
+    scenario = build_variant(args.scenario, seed=args.seed, minutes=args.minutes)
     (out / "station.toml").write_text(scenario.config_text, encoding="utf-8")
     n = write_events(out / "events.jsonl", iter_events(scenario.world, scenario.sensors, args.seed))
     truth = compute_truth(scenario.world)

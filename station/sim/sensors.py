@@ -27,7 +27,6 @@ import orjson
 from station.sim.world import World
 
 CHUNK_S = 30.0
-MAX_LATENCY_S = 1.9
 WALL_START = "2026-11-21T09:00:00Z"
 
 
@@ -44,6 +43,11 @@ class SensorSpec:
     tag_latency_s: float = 0.08         # mean detection latency (exponential, + 30 ms)
     tag_hiccup_p: float = 0.004         # a frame held up by a slow detection (0.5-1.5 s)
     remote_latency_s: tuple[float, float] = (0.05, 0.6)   # checkpoint gates over MQTT
+    # Knobs for what other stations and other simulators may do (robustness sweeps):
+    px_p: float = 1.0                   # chance a read carries `px` (SPEC: it is optional)
+    read_factor: float = 1.0            # scales every read probability (a poorer detector)
+    local_latency_s: tuple[float, float] = (0.0, 0.0)   # the finish gate's own beam edges
+    max_latency_s: float = 1.9          # no line arrives later than this (SPEC: 2 s)
 
 
 def read_probability(px: np.ndarray, spec: SensorSpec) -> np.ndarray:
@@ -75,7 +79,7 @@ def tag_reads(world: World, spec: SensorSpec, seed: int, camera_id: str, t0: flo
             visible, front, _, _, px, _, _ = world.view(camera_id, runner, stint, frames)
             if runner.covered:
                 visible &= np.array([not runner.is_covered(f) for f in frames])
-            p = read_probability(px, spec) * runner.read_factor
+            p = read_probability(px, spec) * (runner.read_factor * spec.read_factor)
             read = visible & (rng.random(len(frames)) < p)
             if not read.any():
                 continue
@@ -83,14 +87,19 @@ def tag_reads(world: World, spec: SensorSpec, seed: int, camera_id: str, t0: flo
             ts = frames[read] + rng.uniform(0, spec.stamp_jitter_s, n)
             pxs = px[read] * rng.normal(1.0, spec.px_noise, n)
             tags = 2 * runner.bib + np.where(front[read], 0, 1)
-            for t, tag, size in zip(ts.tolist(), tags.tolist(), pxs.tolist()):
-                out.append({"t": round(t, 4), "type": "tag", "camera": camera_id,
-                            "tag": tag, "px": round(size, 1)})
+            keep_px = (rng.random(n) < spec.px_p).tolist() if spec.px_p < 1 else [True] * n
+            for t, tag, size, with_px in zip(ts.tolist(), tags.tolist(), pxs.tolist(), keep_px):
+                ev = {"t": round(t, 4), "type": "tag", "camera": camera_id, "tag": tag}
+                if with_px:
+                    ev["px"] = round(size, 1)
+                out.append(ev)
     n = rng.poisson(spec.stray_per_s * (t1 - t0))
     for t, tag, size in zip(rng.uniform(t0, t1, n).tolist(), rng.integers(2, 586, n).tolist(),
                             rng.uniform(15, 40, n).tolist()):
-        out.append({"t": round(t, 4), "type": "tag", "camera": camera_id, "tag": tag,
-                    "px": round(size, 1)})
+        ev = {"t": round(t, 4), "type": "tag", "camera": camera_id, "tag": tag}
+        if spec.px_p >= 1 or rng.random() < spec.px_p:
+            ev["px"] = round(size, 1)
+        out.append(ev)
     return out
 
 
@@ -100,11 +109,11 @@ def chunk_events(world: World, spec: SensorSpec, seed: int, chunk: int) -> list[
     rng = _chunk_rng(seed, 5, chunk)
     out: list[tuple[float, dict]] = []
     for gate in world.config.gates:
-        remote = not gate.is_finish
+        latency = spec.local_latency_s if gate.is_finish else spec.remote_latency_s
         arrival = -math.inf
         for t, broken in world.beam_edges(gate.id, t0, t1):
             t = round(t, 4)
-            late = rng.uniform(*spec.remote_latency_s) if remote else 0.0
+            late = rng.uniform(*latency) if latency[1] > 0 else 0.0
             # A remote gate's messages arrive late but in the order it sent them.
             arrival = max(arrival, t + late)
             out.append((arrival, {"t": t, "type": "beam", "gate": gate.id, "broken": broken}))
@@ -113,12 +122,12 @@ def chunk_events(world: World, spec: SensorSpec, seed: int, chunk: int) -> list[
         if not reads:
             continue
         # One latency per frame: the detector hands over a frame's reads together.
-        frame_of = [round(ev["t"] * cam.fps) for ev in reads]
+        frame_of = [round(ev["t"] * world.fps[cam.id]) for ev in reads]
         frames = sorted(set(frame_of))
         late = 0.03 + rng.exponential(spec.tag_latency_s, len(frames))
         hiccup = rng.random(len(frames)) < spec.tag_hiccup_p
         late = np.where(hiccup, rng.uniform(0.5, 1.5, len(frames)), late)
-        lat_of = dict(zip(frames, np.minimum(late, MAX_LATENCY_S).tolist()))
+        lat_of = dict(zip(frames, np.minimum(late, spec.max_latency_s).tolist()))
         for ev, frame in zip(reads, frame_of):
             out.append((ev["t"] + lat_of[frame], ev))
     for t, kind, bib in world.checkins:

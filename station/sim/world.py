@@ -209,8 +209,14 @@ class World:
 
     def __init__(self, config: Config, runners: list[Runner], *, blockers: list[Blocker] = (),
                  glitch_per_s: float = 0.0, seed: int = 0, end_s: float | None = None,
-                 checkins: list[tuple[float, str, int]] = ()):
+                 checkins: list[tuple[float, str, int]] = (), fps: float | None = None,
+                 focal_scale: float = 1.0):
         self.config = config
+        # Optics and frame rate of the real cameras, which the station's config need not
+        # know (SPEC §3 has no such keys): `fps` overrides every camera's frame rate,
+        # `focal_scale` its focal length (2: a longer lens, tags twice as big at a distance).
+        self.fps = {c.id: float(fps if fps is not None else c.fps) for c in config.cameras}
+        self.focal_scale = float(focal_scale)
         self.runners = tuple(runners)
         self.blockers = tuple(blockers)
         self.glitch_per_s = glitch_per_s
@@ -225,7 +231,7 @@ class World:
         self._cameras = {c.id: c for c in config.cameras}
         rng = np.random.default_rng([seed, 11])
         # Each camera runs on its own free clock: a fixed phase within the frame period.
-        self._frame_phase = {c.id: float(rng.uniform(0, 1 / c.fps)) for c in config.cameras}
+        self._frame_phase = {c.id: float(rng.uniform(0, 1 / self.fps[c.id])) for c in config.cameras}
         last = max((s.t1 for r in self.runners for s in r.stints), default=0.0)
         last = max([last] + [b.end_s for b in self.blockers])
         self.end_s = float(end_s) if end_s is not None else last + 5.0
@@ -321,15 +327,14 @@ class World:
 
     # -- the cameras --------------------------------------------------------------------
     def frame_times(self, camera_id: str, t0: float, t1: float) -> np.ndarray:
-        cam = self._cameras[camera_id]
-        phase, period = self._frame_phase[camera_id], 1.0 / cam.fps
+        phase, period = self._frame_phase[camera_id], 1.0 / self.fps[camera_id]
         k0 = math.ceil((t0 - phase) / period - 1e-9)
         k1 = math.ceil((t1 - phase) / period - 1e-9)
         return phase + period * np.arange(k0, k1)
 
     def camera_geometry(self, camera_id: str):
         cam = self._cameras[camera_id]
-        focal_px = FOCAL_PX_AT_1280 * cam.width / 1280
+        focal_px = FOCAL_PX_AT_1280 * cam.width / 1280 * self.focal_scale
         return cam, focal_px
 
     def view(self, camera_id: str, runner: Runner, stint: Stint, t_s: np.ndarray):

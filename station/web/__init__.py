@@ -37,6 +37,8 @@ class Hooks:
     set_clock(wall_iso) -> None             set the system clock (needs privileges; see
                                             `station.web.clock`); off unless configured
     disk_path                               where the store lives, for free-space reports
+    camera_fps() -> {camera id: fps or None}   each camera's frame rate now (health page)
+    link_status() -> dict                   the checkpoint-gate MQTT link (`station.mqtt`)
     """
 
     snapshot: Callable[[], bytes | None] | None = None
@@ -44,6 +46,8 @@ class Hooks:
     buzzer_test: Callable[[], None] | None = None
     set_clock: Callable[[str], None] | None = None
     disk_path: str | Path | None = None
+    camera_fps: Callable[[], dict] | None = None
+    link_status: Callable[[], dict] | None = None
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The coach's console (login required): alarms and silencing, unidentified passes, lap
-corrections, station health (beam, camera snapshot, buzzer test, disk, clock) and setting the
-station clock from the phone. Settings and the roster live in `settings.py` on this blueprint.
+corrections, station health (beam, cameras and their frame rates, snapshot, buzzer test, disk,
+clock, the worker's own faults, the service-failed note with a button to clear it, the
+checkpoint-gate link) and setting the station clock from the phone (station/web/clock.py). Settings and the roster live in `settings.py` on this blueprint.
 
 Every change is an event submitted to the worker (`silence`, `correct`, `clock`), so it is in
 the log and a replay gives the same laps; nothing here edits results directly.
@@ -9,13 +10,15 @@ the log and a replay gives the same laps; nothing here edits results directly.
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime
+from pathlib import Path
 
 from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template,
                    request, url_for)
 
 from station.config import MAX_BIB
-from station.web import live, views
+from station.service_failed import clear_failure, read_failure
+from station.web import clock, live, views
 from station.web.auth import _safe_next, login_required
 
 bp = Blueprint("coach", __name__, url_prefix="/coach")
@@ -155,8 +158,31 @@ def disk_report(path) -> dict | None:
             "free_pct": round(100 * usage.free / usage.total, 1) if usage.total else 0.0}
 
 
-def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+# What a coach can do about each of the worker's own faults.
+FAULT_HINTS = {
+    "disk_full": "The SD card is full: events wait in memory. Download the logs, then delete "
+                 "old photos or sessions.",
+    "sqlite_busy": "The database is locked by another program (a copy or backup running?). "
+                   "Events wait in memory and are retried.",
+    "store_error": "The database refused events; they wait in memory and are retried.",
+    "worker_error": "A bug: laps keep being counted, but tell the developers (the log has it).",
+    "buzzer_failed": "The buzzer did not respond: check its wiring.",
+}
+
+
+def _data_dir(station):
+    return Path(getattr(station.store, "dir", None) or station.hooks.disk_path or ".")
+
+
+def _hook_value(hook, what: str):
+    """A hook's answer for the health page; a failing hook is shown, never a crash."""
+    if hook is None:
+        return None
+    try:
+        return hook()
+    except Exception as exc:  # noqa: BLE001 - the page must still load
+        current_app.logger.warning("health: %s failed: %r", what, exc)
+        return {"error": repr(exc)}
 
 
 @bp.route("/health")
@@ -173,26 +199,44 @@ def health():
     gates = [{"id": gt.id, "position_m": gt.position_m, "last_pass_s": last_pass.get(gt.id),
               "faults": [f for f in faults if getattr(f, "gate", None) == gt.id]}
              for gt in config.gates]
+    fps = _hook_value(station.hooks.camera_fps, "camera_fps") or {}
     cameras = [{"id": c.id, "gate": c.gate, "covers_m": c.covers_m, "looks": c.looks,
+                "configured_fps": c.fps, "fps": fps.get(c.id), "running": c.id in fps,
                 "faults": [f for f in faults if getattr(f, "gate", None) in (c.id, c.gate)
                            and f.kind.startswith("camera")]}
                for c in config.cameras]
-    disk_path = station.hooks.disk_path or getattr(station.store, "dir", ".")
-    health_info = {
-        "Worker running": "yes" if getattr(station.worker, "healthy", lambda: True)() else "NO",
-        "Events waiting for the store": getattr(state, "pending", 0),
-        "Buzzer sounding": "yes" if getattr(state, "buzzer_on", False) else "no",
-    }
-    for f in getattr(state, "faults", ()):
-        health_info[f"{f.kind} ({f.source})"] = f.message or "since %.1f s" % f.since_s
+    data_dir = _data_dir(station)
+    disk_path = station.hooks.disk_path or data_dir
+    station_faults = [{"kind": f.kind, "source": f.source, "since_s": f.since_s,
+                       "message": f.message, "hint": FAULT_HINTS.get(f.kind, "")}
+                      for f in getattr(state, "faults", ())]
     return render_template(
         "health.html", gates=gates, cameras=cameras, faults=faults,
-        disk=disk_report(disk_path), health_info=health_info,
-        wall=utc_now_iso(), session_clock=live.clock(station),
+        disk=disk_report(disk_path), data_dir=data_dir,
+        station_faults=station_faults, pending=getattr(state, "pending", 0),
+        worker_running=getattr(station.worker, "healthy", lambda: True)(),
+        buzzer_on=getattr(state, "buzzer_on", False),
+        failure=read_failure(data_dir),
+        clock=clock.clock_status(station.store, data_dir),
+        session_clock=live.clock(station),
         run_session=getattr(state, "session", None),
+        link=_hook_value(station.hooks.link_status, "link_status"),
         snapshot=station.hooks.snapshot is not None,
         buzzer=station.hooks.buzzer_test is not None,
         can_set_clock=station.hooks.set_clock is not None)
+
+
+@bp.route("/health/failure/clear", methods=["POST"])
+@login_required
+def clear_service_failure():
+    """A coach has read the note systemd's give-up left (station/service_failed.py)."""
+    data_dir = _data_dir(_station())
+    if clear_failure(data_dir):
+        current_app.logger.info("service-failed note cleared by %s", g.coach)
+        flash("The service failure note is cleared.")
+    else:
+        flash("There was no service failure note.")
+    return redirect(url_for("coach.health"))
 
 
 @bp.route("/health/snapshot.jpg")
@@ -223,8 +267,9 @@ def buzzer_test():
 @bp.route("/clock", methods=["POST"])
 @login_required
 def set_clock():
-    """The phone's clock (sent by its browser) becomes the station's wall clock. Recorded as
-    a `clock` event; laps never change, since they use the session clock."""
+    """The phone's clock (sent by its browser) becomes the station's wall clock. Always a
+    `clock` event (who, the phone's time, the wall clock before, whether the system clock was
+    asked to change); laps never change, since they use the session clock."""
     station = _station()
     wall = request.form.get("wall", "").strip()
     try:
@@ -233,17 +278,33 @@ def set_clock():
             raise ValueError("no time zone")
     except ValueError:
         abort(400, description=f"wall must be an ISO 8601 time with a zone, not {wall!r}.")
-    wall_utc = when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    previous = utc_now_iso()
-    if not submit("clock", wall=wall_utc, by=g.coach, previous=previous):
-        return redirect(url_for("coach.health"))
-    if station.hooks.set_clock is not None:
-        try:
-            station.hooks.set_clock(wall_utc)
-            flash(f"Station clock set to {wall_utc} (was {previous}).")
-        except Exception as exc:  # no privileges, no timedatectl: say so, keep the event
-            flash(f"Clock recorded, but the system clock could not be set: {exc}")
+    wall_utc = clock.utc_iso(when, places=3)
+    previous = clock.utc_iso(places=3)
+    hook = station.hooks.set_clock
+    problem = None
+    if hook is None:
+        applied = "off"
     else:
+        try:
+            hook(wall_utc)
+            applied = "requested"
+        except Exception as exc:  # a phone with a silly date, or no data folder: say so
+            applied, problem = "failed", str(exc)
+    fields = {"wall": wall_utc, "by": g.coach, "previous": previous, "applied": applied}
+    if problem:
+        fields["message"] = problem[:200]
+    receipt_ok = submit("clock", **fields)
+    if receipt_ok:
+        try:
+            clock.remember_set(station.store, wall=wall_utc, by=g.coach, previous=previous,
+                               applied=applied, t_s=live.clock(station)["now_s"])
+        except Exception as exc:  # noqa: BLE001 - the event is what counts; the note is a nicety
+            current_app.logger.warning("clock: cannot keep the last setting: %r", exc)
+    if problem:
+        flash(f"Clock recorded, but the system clock could not be set: {problem}")
+    elif applied == "requested":
+        flash(f"Station clock set to {wall_utc} (was {previous}).")
+    elif receipt_ok:
         flash(f"Clock {wall_utc} recorded (was {previous}); this station does not set its "
               "system clock (see web.set_system_clock).")
     return redirect(url_for("coach.health"))
