@@ -16,7 +16,7 @@ Figures:
 Target (issue 4): 50 phones, p95 < 100 ms, no errors, station memory < 150 MB.
 
 Memory, measured here (2 cores, demo at 4x, camera on): peak RSS 194 MB when the photo ring
-held 200 raw 480-px frames (77 MB); 116 MB since it holds them as ~23 KB JPEGs (4.5 MB).
+held 200 raw 480-px frames (77 MB); 117 MB since it holds them as ~23 KB JPEGs (5.5 MB).
 The rest: Python + numpy + OpenCV + Flask loaded ~60 MB, the station without camera ~72 MB,
 frames in flight and OpenCV's buffers ~20 MB, 50 phones ~5 MB.
 """

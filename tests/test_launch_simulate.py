@@ -117,7 +117,7 @@ def test_the_demo_keeps_a_photo_of_a_runner_without_a_bib_per_session(tmp_path):
         p, jpeg = kept
         coach = coach_opener(station.url)
         console = json.loads(coach.open(station.url + "live/console?h=", timeout=30).read())
-        link = f"/coach/photo/{p.gate}/{p.t_s:.3f}.jpg"  # a pass without a bib, with its photo
+        link = f"/coach/photo/{session.id}/{p.gate}/{p.t_s:.3f}.jpg"  # a pass without a bib, with its photo
         served = coach.open(station.url + link[1:], timeout=30).read()
     finally:
         station.stop()

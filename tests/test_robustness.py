@@ -43,8 +43,9 @@ def test_engine_copes_with_what_it_was_not_tuned_on(name, seed, tmp_path):
     scenario = build_variant(name, seed=seed)
     log = tmp_path / "events.jsonl"
     write_events(log, iter_events(scenario.world, scenario.sensors, seed=seed))
-    result = score(compute_truth(scenario.world), replay_file(log, scenario.config),
-                   f"{name} seed {seed}")
+    truth = compute_truth(scenario.world)
+    assert truth.ambiguous == [], "a world with one right answer"
+    result = score(truth, replay_file(log, scenario.config), f"{name} seed {seed}")
     assert result.truth_laps > 0
     failures = result.failures()
     assert not failures, "\n".join([result.summary()] + failures)

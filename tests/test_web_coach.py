@@ -341,8 +341,8 @@ def test_photo_of_an_unidentified_pass_is_shown_to_coaches(tmp_path):
     jpeg = b"\xff\xd8\xff\xe0pass-photo\xff\xd9"
     wanted = {}
 
-    def photo(gate, t_s):
-        wanted["asked"] = (gate, t_s)
+    def photo(gate, t_s, session):
+        wanted["asked"] = (gate, t_s, session)
         return jpeg if gate == "finish" else None
 
     st = Station(tmp_path, hooks=Hooks(photo=photo))
@@ -351,11 +351,12 @@ def test_photo_of_an_unidentified_pass_is_shown_to_coaches(tmp_path):
         st.feed_scenario("no-bib-solo", seed=1, minutes=3)
         state = st.wait(lambda s: s.results.passes, "an anonymous pass")
         t = f"{state.results.passes[0].t_s:.3f}"
+        s = state.session.id
         console = st.client.get("/coach/").get_data(as_text=True)
-        assert f'src="/coach/photo/finish/{t}.jpg"' in console
-        resp = st.client.get(f"/coach/photo/finish/{t}.jpg")
-        assert resp.data == jpeg and wanted["asked"] == ("finish", float(t))
-        assert st.client.get(f"/coach/photo/back/{t}.jpg").status_code == 404
-        assert st.app.test_client().get(f"/coach/photo/finish/{t}.jpg").status_code == 302
+        assert f'src="/coach/photo/{s}/finish/{t}.jpg"' in console
+        resp = st.client.get(f"/coach/photo/{s}/finish/{t}.jpg")
+        assert resp.data == jpeg and wanted["asked"] == ("finish", float(t), s)
+        assert st.client.get(f"/coach/photo/{s}/back/{t}.jpg").status_code == 404
+        assert st.app.test_client().get(f"/coach/photo/{s}/finish/{t}.jpg").status_code == 302
     finally:
         st.close()

@@ -109,7 +109,8 @@ def crowd20(seed: int, minutes: float = 8) -> Scenario:
 
 def checkpoints_mixed(seed: int, minutes: float = 10) -> Scenario:
     """Four gates, cameras on all four quarters, departing and oncoming: a forward runner,
-    a backward runner in Q2 with a spotter, a runner who turns round in Q3 on even laps."""
+    a backward runner in Q2 with a spotter who drops out once, and a runner who turns
+    round on even laps to cross g200 backwards alone (mixed Q2 and Q3, alarms)."""
     gates = [("finish", 0), ("g100", 100), ("g200", 200), ("g300", 300)]
     cams = [("fin-back", "finish", (0, 30), "departing"),
             ("g100-back", "g100", (100, 130), "departing"),
@@ -125,7 +126,7 @@ def checkpoints_mixed(seed: int, minutes: float = 10) -> Scenario:
     s.spotter(b, 23, drop=[3])
     v = s.rng.uniform(3.4, 4.0)
     laps = s.laps_for(minutes, v)
-    s.runner(24, speed_mps=v, laps=laps, t0_s=50, backward=((212, 222),),
+    s.runner(24, speed_mps=v, laps=laps, t0_s=50, backward=((188, 212),),
              backward_laps=set(range(2, laps + 1, 2)))
     return s.done()
 

@@ -55,6 +55,7 @@ def _console_fragment(state, station, arg):
         "is_deleted": views.is_deleted,
         "names": config.runner_name,
         "photos": station.hooks.photo is not None,
+        "session_id": state.session.id,
     }
 
 
@@ -133,15 +134,17 @@ def correct():
     return redirect(_safe_next(request.form.get("back")))
 
 
-@bp.route("/photo/<gate>/<pass_t>.jpg")
+@bp.route("/photo/<int:session>/<gate>/<pass_t>.jpg")
 @login_required
-def photo(gate: str, pass_t: str):
+def photo(session: int, gate: str, pass_t: str):
+    # The session is in the URL because the photo is cached: the same gate and time in a
+    # later session is another pass.
     hook = _station().hooks.photo
     try:
         t = float(pass_t)
     except ValueError:
         abort(404)
-    data = hook(gate, t) if hook else None
+    data = hook(gate, t, session) if hook else None
     if not data:
         abort(404, description="No photo of this pass.")
     return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
