@@ -342,7 +342,8 @@ def demo(seed: int, minutes: float = 600) -> Scenario:
     rest and come back; a backward runner with a spotter who drops out now and then; a
     runner who forgot their bib but checked in."""
     bibs = [7, 12, 21, 33]
-    s = Setup("demo", seed, roster=_roster(bibs) + [(3, "Ben"), (4, "Cleo"), (42, "Noor")])
+    s = Setup("demo", seed, roster=[(7, "Ana"), (12, "Dev"), (21, "Eli"), (33, "Fay"),
+                                    (3, "Ben"), (4, "Cleo"), (42, "Noor")])
     end_s = minutes * 60
 
     def sessions(bib: int, speed: float, *, wears_tags=True, **kw) -> Runner:
