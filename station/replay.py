@@ -30,7 +30,7 @@ HEADERS = {
     "passes.csv": ["gate", "t_s", "bibs", "source"],
     "splits.csv": ["bib", "run", "lap", "gate", "t_s", "split_s"],
     "alarms.csv": ["bib", "gate", "seen_s", "alarm_s", "cleared_s", "reason"],
-    "faults.csv": ["kind", "gate", "start_s", "end_s"],
+    "faults.csv": ["kind", "gate", "start_s", "end_s", "source", "message"],
 }
 
 
@@ -53,7 +53,8 @@ def rows(results: Results, name: str) -> list[list]:
         return [[a.bib, a.gate, _s(a.seen_s), _s(a.alarm_s), _s(a.cleared_s), a.reason]
                 for a in results.alarms]
     if name == "faults.csv":
-        return [[f.kind, f.gate, _s(f.start_s), _s(f.end_s)] for f in results.faults]
+        return [[f.kind, f.gate, _s(f.start_s), _s(f.end_s), f.source or f.gate, f.message]
+                for f in results.faults]
     raise KeyError(name)
 
 

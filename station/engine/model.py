@@ -77,6 +77,10 @@ class Fault:
     gate: str
     start_s: float
     end_s: float | None = None
+    # Which device (camera id, `buzzer`, `store`; the gate for a blocked beam) and why, as
+    # the sensor said it: what a coach needs to fix it.
+    source: str = ""
+    message: str = ""
 
     @property
     def active(self) -> bool:

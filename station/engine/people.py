@@ -28,7 +28,7 @@ class People:
         key = (str(ev["kind"]), source)
         if ev["active"]:
             if key not in self._open_faults:
-                row = [key[0], gate, t, None]
+                row = [key[0], gate, t, None, source, str(ev.get("message", ""))]
                 self._faults.append(row)
                 self._open_faults[key] = row
                 self.version += 1

@@ -200,13 +200,12 @@ def health():
     for p in results.passes:
         last_pass[p.gate] = p.t_s
     gates = [{"id": gt.id, "position_m": gt.position_m, "last_pass_s": last_pass.get(gt.id),
-              "faults": [f for f in faults if getattr(f, "gate", None) == gt.id]}
+              "faults": [f for f in faults if f.gate == gt.id and not f.kind.startswith("camera")]}
              for gt in config.gates]
     fps = _hook_value(station.hooks.camera_fps, "camera_fps") or {}
     cameras = [{"id": c.id, "gate": c.gate, "covers_m": c.covers_m, "looks": c.looks,
                 "configured_fps": c.fps, "fps": fps.get(c.id), "running": c.id in fps,
-                "faults": [f for f in faults if getattr(f, "gate", None) in (c.id, c.gate)
-                           and f.kind.startswith("camera")]}
+                "faults": [f for f in faults if f.source == c.id]}
                for c in config.cameras]
     data_dir = _data_dir(station)
     disk_path = station.hooks.disk_path or data_dir
