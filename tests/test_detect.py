@@ -119,3 +119,25 @@ def test_station_detect_names_an_unreadable_image_and_reads_the_others(tmp_path)
     assert str(broken) in proc.stderr and str(missing) in proc.stderr
     assert [json.loads(line)["image"] for line in proc.stdout.splitlines()] == [str(good)]
     assert json.loads(proc.stdout)["tags"][0]["bib"] == 10
+
+
+def test_station_detect_reads_a_tag_bigger_than_the_live_camera_ever_sees(tmp_path, capsys):
+    # A printed bib sheet photographed (or scanned) whole: the tag is ~1900 px, far above the
+    # live detector's size limit, and must still read, in the image's own pixels.
+    from station.cli import main
+
+    (tmp_path / "station.toml").write_text(
+        '[track]\nlength_m = 400\n[[gates]]\nid = "finish"\nposition_m = 0\n'
+        '[[runners]]\nbib = 3\nname = "Ben"\n', encoding="utf-8")
+    out = tmp_path / "bibs.png"
+    assert main(["bibs", "--config", str(tmp_path / "station.toml"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    sheets = sorted(tmp_path.glob("bibs-*.png"))
+    assert main(["detect", *map(str, sheets), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [[(t["tag"], t["side"]) for t in line["tags"]] for line in lines] == [[(7, "back")], [(6, "front")]]
+    for line in lines:
+        tag = line["tags"][0]
+        assert 1800 < tag["px"] < 1990  # 160 mm at 300 dpi is 1890 px
+        xs = [x for x, _ in tag["corners"]]
+        assert 0 <= min(xs) and max(xs) <= 2480

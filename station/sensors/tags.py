@@ -220,6 +220,27 @@ class TagDetector:
         out.sort(key=lambda d: d.tag)
         return out
 
+    def detect_any_size(self, image: np.ndarray) -> list[Detection]:
+        """`detect`, plus tags bigger than `max_px` (a close-up photo, a printed bib sheet),
+        for pictures of any kind (`station detect`). A big tag's cells are wider than the
+        threshold windows, so the image is halved until such a tag fits and what is read
+        there is scaled back to this image's pixels. The live camera path uses `detect`."""
+        cv2 = self._cv2
+        if image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        found = {d.tag: d for d in self.detect(image)}
+        scale = 1
+        while max(image.shape[:2]) > 2 * self.max_px:
+            h, w = image.shape[:2]
+            image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+            scale *= 2
+            for d in self.detect(image):
+                if d.tag not in found:  # the finer reading of a tag is the better one
+                    corners = tuple((round((x + 0.5) * scale - 0.5, 1), round((y + 0.5) * scale - 0.5, 1))
+                                    for x, y in d.corners)
+                    found[d.tag] = Detection(d.tag, round(d.px * scale, 1), corners)
+        return sorted(found.values(), key=lambda d: d.tag)
+
 
 # -- station detect ---------------------------------------------------------------------
 
@@ -244,7 +265,7 @@ def run(args) -> int:
                   "(missing, unreadable or not an image)", file=sys.stderr)
             failed += 1
             continue
-        tags = [d.as_json() for d in detector.detect(gray)]
+        tags = [d.as_json() for d in detector.detect_any_size(gray)]
         sys.stdout.write(json.dumps({"image": path, "tags": tags}) + "\n")
         sys.stdout.flush()
     return 1 if failed else 0
