@@ -76,7 +76,8 @@ def test_replay_writes_the_five_files_the_same_bytes_twice(tmp_path, capsys):
     assert alarms[1] == "3,finish,10.000,15.000,,"
     assert len(alarms) == 4
     faults = (tmp_path / "a" / "faults.csv").read_text(encoding="utf-8").splitlines()
-    assert faults[1:] == ["beam_blocked,finish,300.000,330.000", "camera_missing,finish,340.000,"]
+    assert faults[1:] == ["beam_blocked,finish,300.000,330.000,finish,",
+                          "camera_missing,finish,340.000,,finish-cam,no camera"]
     passes = (tmp_path / "a" / "passes.csv").read_text(encoding="utf-8").splitlines()
     assert passes[1] == "finish,10.000,3,tag" and "half,60.000,3,solo" in passes
 

@@ -169,3 +169,15 @@ def test_board_shows_a_crossing_before_its_credit_and_the_stations_own_faults(st
         _, html = live.render("board", state)
     assert "Pass at finish 0:02:05" in html and "identifying" in html
     assert "disk full" in html and "store" in html
+
+
+def test_a_live_poll_never_sets_the_session_cookie(st):
+    # A long-poll answered just after a form post would otherwise carry the session as it was
+    # when the poll began, and the browser would lose what the post did (a flash, a login).
+    st.setup_coach()
+    for path in ("/live/console", "/live/board", "/live/runner?arg=7"):
+        resp = st.client.get(path)
+        assert resp.status_code == 200
+        assert resp.headers.getlist("Set-Cookie") == [], path
+    page = st.client.get("/coach/")  # pages still refresh the coach's session as before
+    assert any("station_session=" in c for c in page.headers.getlist("Set-Cookie"))

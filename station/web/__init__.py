@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from flask import Flask, abort, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 
 from station.web.auth import LoginLimiter, check_csrf, csrf_token, current_coach
 
@@ -90,6 +91,20 @@ def _secret_key(store) -> str:
     return key
 
 
+class PollSafeSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except that a live poll never sets the cookie.
+
+    A coach's session is permanent, so Flask re-sends it with every answer. A long-poll
+    begun before a form post and answered just after it would send back the session as it
+    was when the poll began, and the browser would forget what the post put there (the
+    "Alarm silenced." message, a login). Polls only read the session."""
+
+    def should_set_cookie(self, app, session) -> bool:
+        if request.blueprint == "live":
+            return False
+        return super().should_set_cookie(app, session)
+
+
 def create_app(worker, store, config, *, config_path=None, hooks: Hooks | None = None,
                secret_key: str | None = None, testing: bool = False) -> Flask:
     """The dashboard app over a running `worker`, its `store` and the station `config`.
@@ -98,6 +113,7 @@ def create_app(worker, store, config, *, config_path=None, hooks: Hooks | None =
     edits apply to this process only).
     """
     app = Flask(__name__)
+    app.session_interface = PollSafeSessions()
     app.config.update(
         SECRET_KEY=secret_key or _secret_key(store),
         SESSION_COOKIE_HTTPONLY=True,
