@@ -13,14 +13,10 @@ import io
 import os
 from pathlib import Path
 
-import orjson
-
 from .config import Config, load_config
 from .engine import Engine, Results
-from .events import LogError, check_event, parse_line
+from .events import read_blocks
 
-_INF = float("inf")
-_BLOCK_BYTES = 1 << 16   # ~1000 lines: big enough to amortise, small enough to stay in cache
 
 FILES = ("laps.csv", "passes.csv", "splits.csv", "alarms.csv", "faults.csv")
 
@@ -106,64 +102,6 @@ def _replay(config: Config, feed) -> Results:
         if was_enabled:
             gc.enable()
     return engine.results()
-
-
-def read_events(path: str | Path):
-    """Events from a JSON Lines file in file order, like `events.read_log` (same checks,
-    same errors naming the line, after everything before the line) but several times
-    faster on long logs; see `read_blocks`."""
-    for block in read_blocks(path):
-        for _, ev in block:
-            yield ev
-
-
-def read_blocks(path: str | Path):
-    """Lists of (t, event) in file order, one list per large block of the file (what
-    `Engine.feed_timed` takes). Beam and tag lines, nearly all of a log, are accepted by a
-    quick check that admits only what `events.check_event` admits; anything else goes
-    through `check_event` itself. A bad line raises `LogError` naming it, once the events
-    before it have been yielded."""
-    src = str(path)
-    loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
-    line_no = 0
-    with open(path, "rb") as fh:
-        rest = b""
-        while True:
-            block = fh.read(_BLOCK_BYTES)
-            if not block:
-                lines, rest = ([rest] if rest else []), b""
-            else:
-                lines = (rest + block).split(b"\n")
-                rest = lines.pop()
-            out = []
-            append = out.append
-            for line in lines:
-                line_no += 1
-                try:
-                    ev = loads(line)
-                except JSONDecodeError:
-                    if not line.strip():
-                        continue
-                    yield out
-                    parse_line(line, line_no, src)  # raises the LogError that names it
-                    raise
-                if type(ev) is dict:
-                    kind = ev.get("type")
-                    if (kind == "tag" and type(ev.get("tag")) is int and "camera" in ev) or \
-                            (kind == "beam" and type(ev.get("broken")) is bool and "gate" in ev):
-                        t = ev.get("t")
-                        if (type(t) is float and -_INF < t < _INF) or type(t) is int:
-                            append((t, ev))
-                            continue
-                problem = check_event(ev)
-                if problem:
-                    yield out
-                    raise LogError(line_no, problem, src)
-                append((ev["t"], ev))
-            if out:
-                yield out
-            if not block:
-                return
 
 
 def add_arguments(parser) -> None:

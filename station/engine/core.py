@@ -130,7 +130,7 @@ class Engine(People):
         self.feed_timed(iter(lambda: [(ev["t"], ev) for ev in islice(it, chunk)], []))
 
     def feed_timed(self, blocks) -> None:
-        """Like `feed_many`, from lists of (t, event) in arrival order (replay.read_blocks)."""
+        """Like `feed_many`, from lists of (t, event) in arrival order (events.read_blocks)."""
         key = itemgetter(0)
         held = list(self._pending)
         self._pending.clear()
