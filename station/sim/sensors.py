@@ -67,18 +67,7 @@ def tag_reads(world: World, spec: SensorSpec, seed: int, camera_id: str, t0: flo
     rng = _chunk_rng(seed, 3, chunk, cam_idx)
     out = []
     for runner in world.runners:
-        if not runner.wears_tags:
-            continue
-        for stint, ta, tb in world.visits(camera_id, runner, t0, t1):
-            lo, hi = max(ta, t0), min(tb, t1)
-            if hi <= lo:
-                continue
-            frames = world.frame_times(camera_id, lo, hi)
-            if not len(frames):
-                continue
-            visible, front, _, _, px, _, _ = world.view(camera_id, runner, stint, frames)
-            if runner.covered:
-                visible &= np.array([not runner.is_covered(f) for f in frames])
+        for frames, visible, front, _, px in world.sightings(camera_id, runner, t0, t1):
             p = read_probability(px, spec) * (runner.read_factor * spec.read_factor)
             read = visible & (rng.random(len(frames)) < p)
             if not read.any():

@@ -98,18 +98,7 @@ def _frames_seen(world: World, runner: Runner, camera_id: str, t0: float, t1: fl
     """(forward frames, backward frames, px of frames in view) of a runner on a camera."""
     fwd = bwd = 0
     pxs = []
-    if not runner.wears_tags:
-        return 0, 0, np.empty(0)
-    for stint, ta, tb in world.visits(camera_id, runner, t0, t1):
-        lo, hi = max(ta, t0), min(tb, t1)
-        if hi <= lo:
-            continue
-        frames = world.frame_times(camera_id, lo, hi)
-        if not len(frames):
-            continue
-        visible, _, back, _, px, _, _ = world.view(camera_id, runner, stint, frames)
-        if runner.covered:
-            visible &= np.array([not runner.is_covered(f) for f in frames])
+    for _, visible, _, back, px in world.sightings(camera_id, runner, t0, t1):
         fwd += int((visible & ~back).sum())
         bwd += int((visible & back).sum())
         pxs.append(px[visible])

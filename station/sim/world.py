@@ -374,6 +374,24 @@ class World:
                                         float(u[0]), float(v[0]), r.key))
         return out
 
+    def sightings(self, camera_id: str, runner: Runner, t0: float, t1: float):
+        """For each stretch of [t0, t1) a tagged runner spends on a camera's stretch: the
+        frame times and `view`'s arrays for them, with `visible` already cleared where the
+        bib is covered. What the sensor model reads from and what the truth counts."""
+        if not runner.wears_tags:
+            return
+        for stint, ta, tb in self.visits(camera_id, runner, t0, t1):
+            lo, hi = max(ta, t0), min(tb, t1)
+            if hi <= lo:
+                continue
+            frames = self.frame_times(camera_id, lo, hi)
+            if not len(frames):
+                continue
+            visible, front, back, dist, px, u, v = self.view(camera_id, runner, stint, frames)
+            if runner.covered:
+                visible &= np.array([not runner.is_covered(f) for f in frames])
+            yield frames, visible, front, back, px
+
     def visits(self, camera_id: str, runner: Runner, t0: float = -math.inf, t1: float = math.inf):
         """(stint, t_enter, t_exit) for each pass of the runner along a camera's stretch,
         for passes that may overlap [t0, t1]."""
