@@ -126,7 +126,8 @@ def test_each_session_keeps_its_own_photos_and_the_dashboard_finds_the_current_o
 
 
 def test_the_ring_holds_small_jpegs_capped_by_count_and_bytes(tmp_path):
-    keeper = PhotoKeeper(tmp_path, {"finish": ["cam"]}, ring_s=60, ring_frames=50, ring_mb=0.5)
+    keeper = PhotoKeeper(tmp_path, {"finish": ["cam"]}, ring_s=60, ring_frames=50, ring_mb=0.5,
+                         min_step_s=0)  # every frame offered is kept: the caps do the work
     rng = np.random.default_rng(1)
     noisy = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)  # the worst case for JPEG
     for i in range(120):  # 40 fps for 3 s: what the demo's camera delivers at --speed 4
@@ -185,7 +186,8 @@ def test_a_departing_camera_keeps_the_frame_after_the_pass_once_it_arrives(tmp_p
         "cameras": [{"id": "back-cam", "gate": "finish", "covers_m": [0, 30],
                      "looks": "departing"}]})
     assert photo_leads_s(config) == {"back-cam": pytest.approx(1.5)}
-    keeper = PhotoKeeper.from_config(tmp_path, config, session=5)
+    # Every frame kept, so the one exactly at the lead can be named below.
+    keeper = PhotoKeeper.from_config(tmp_path, config, session=5, min_step_s=0)
     for i in range(11):  # frames up to 0.5 s after the pass at 100 s
         keeper.add("back-cam", frame(99 * S + i * S // 10, 10 + i))
     assert keeper.on_pass(Pass("finish", 7.0), 100 * S) is None  # not yet: waiting
@@ -195,3 +197,15 @@ def test_a_departing_camera_keeps_the_frame_after_the_pass_once_it_arrives(tmp_p
     path = tmp_path / "5" / "finish_7.000.jpg"
     assert keeper.count == 1 and path.is_file()
     assert level_of(path) == pytest.approx(10 + 5 * 25, abs=3)  # the frame at 101.5 s
+
+
+def test_the_ring_keeps_a_few_frames_a_second_not_every_frame(tmp_path):
+    # Shrinking and encoding every frame would take the camera thread's time from tag
+    # detection; a photo needs a frame every fifth of a second.
+    keeper = PhotoKeeper(tmp_path, {"finish": ["cam"]}, ring_s=60, min_step_s=0.2)
+    for i in range(30):  # 1 s at 30 fps
+        keeper.add("cam", frame(100 * S + i * S // 30, i * 4, width=320))
+    frames, _ = keeper.ring_stats["cam"]
+    assert frames == 5  # at 0, 0.2, 0.4, 0.6 and 0.8 s (to the frame)
+    t_ns, _ = keeper.nearest("finish", 100 * S + S // 2)
+    assert abs(t_ns - (100 * S + S // 2)) <= S // 10

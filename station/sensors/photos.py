@@ -87,7 +87,8 @@ class PhotoKeeper:
                  session: Callable[[], object] | object | None = None,
                  lead_s: dict[str, float] | None = None, speed: float = 1.0,
                  ring_s: float = 6.0, ring_frames: int = 240, ring_mb: float = 8.0,
-                 max_gap_s: float = 1.0, width_px: int = 480, jpeg_quality: int = 80,
+                 max_gap_s: float = 1.0, min_step_s: float = 0.2, width_px: int = 480,
+                 jpeg_quality: int = 80,
                  max_files: int = 2000, max_mb: float = 200, min_free_mb: float = 256):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -99,6 +100,10 @@ class PhotoKeeper:
         self.ring_ns = int(ring_s * 1e9)
         self.ring_frames, self.ring_bytes = ring_frames, int(ring_mb * 1e6)
         self.max_gap_ns = int(max_gap_s * 1e9)
+        # A photo of a pass needs a frame every fifth of a second, not every frame: frames
+        # closer than this to the last one kept are not shrunk and encoded (the camera
+        # thread's time belongs to tag detection).
+        self.min_step_ns = int(min_step_s / speed * 1e9)
         self.width_px, self.jpeg_quality = width_px, jpeg_quality
         self.max_files, self.max_bytes = max_files, int(max_mb * 1e6)
         self.min_free_bytes = int(min_free_mb * 1e6)
@@ -127,20 +132,22 @@ class PhotoKeeper:
 
     # -- frames in (camera pipeline threads) ---------------------------------------------
     def add(self, camera_id: str, frame) -> None:
-        image = frame.color if frame.color is not None else frame.gray
-        ok, buf = cv2.imencode(".jpg", shrink(image, self.width_px),
-                               [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
-            return
-        jpeg = buf.tobytes()
+        ring = self._rings.get(camera_id)
+        jpeg = None
+        if not ring or frame.t_ns - ring[-1][0] >= self.min_step_ns:
+            image = frame.color if frame.color is not None else frame.gray
+            ok, buf = cv2.imencode(".jpg", shrink(image, self.width_px),
+                                   [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            jpeg = buf.tobytes() if ok else None
         with self._lock:
-            ring = self._rings.setdefault(camera_id, deque())
-            size = self._ring_size.get(camera_id, 0) + len(jpeg)
-            ring.append((frame.t_ns, jpeg))
-            while ring and (frame.t_ns - ring[0][0] > self.ring_ns or len(ring) > self.ring_frames
-                            or size > self.ring_bytes):
-                size -= len(ring.popleft()[1])
-            self._ring_size[camera_id] = size
+            if jpeg is not None:
+                ring = self._rings.setdefault(camera_id, deque())
+                size = self._ring_size.get(camera_id, 0) + len(jpeg)
+                ring.append((frame.t_ns, jpeg))
+                while ring and (frame.t_ns - ring[0][0] > self.ring_ns
+                                or len(ring) > self.ring_frames or size > self.ring_bytes):
+                    size -= len(ring.popleft()[1])
+                self._ring_size[camera_id] = size
             # Due once its frames are in, or (a camera that stopped) when it is too late.
             late_ns = max(self.lead_ns.values(), default=0) + 2 * self.max_gap_ns
             due = [w for w in self._pending
