@@ -121,7 +121,7 @@ class Worker:
         self._retry_at = 0.0
         self._retry_s = RETRY_FIRST_S
         self._faults: dict[tuple[str, str], Fault] = {}
-        self._awaiting: list[tuple[float, Receipt]] = []
+        self._awaiting: list[tuple[float, Receipt]] = []  # (event t, receipt)
         self._advanced_s = float("-inf")
         self._arrival_lag_s = 0.0
         self._buzzer_on = False
@@ -313,8 +313,9 @@ class Worker:
             self._feed(ev)
         for ev, _, receipt in batch:
             if receipt is not None:
-                # Shown once the engine's clock has passed the re-ordering window after it.
-                self._awaiting.append((ev["t"] + self.reorder_s, receipt))
+                # Shown once the engine has processed it. Asking the engine, not adding the
+                # window to t here: t + w <= now and t <= now - w differ in the last bit.
+                self._awaiting.append((ev["t"], receipt))
         self._after_feed()
 
     def _hold(self, batch: list[tuple[dict, str, Receipt | None]]) -> None:
@@ -411,11 +412,12 @@ class Worker:
                 self._cond.notify_all()
         if self._awaiting:
             waiting = []
-            for due_s, receipt in self._awaiting:
-                if due_s <= self._advanced_s:
+            decided_s = self.engine.decided_until_s
+            for t_s, receipt in self._awaiting:
+                if t_s <= decided_s:
                     receipt._finish()
                 else:
-                    waiting.append((due_s, receipt))
+                    waiting.append((t_s, receipt))
             self._awaiting = waiting
 
     def _drive_buzzer(self) -> None:

@@ -145,3 +145,20 @@ def test_a_crossing_is_shown_provisionally_before_its_credit_is_decided():
     done = eng.results()
     assert done.provisional == ()
     assert [(p.bibs, p.source) for p in done.passes] == [((7,), "tag")]
+
+
+def test_decided_until_says_exactly_which_events_are_processed():
+    # The worker answers "is my check-in shown yet?" with decided_until_s. Adding the window
+    # to t instead (t + 0.4 <= now) disagrees with the engine's own test (t <= now - 0.4) in
+    # the last bit for one 0.1 ms stamp in five: a receipt was done before its event showed.
+    disagreed = 0
+    for i in range(1, 2000):
+        t = round(i * 1e-4, 4)
+        now = round(t + 0.4, 4)
+        eng = Engine(config(), reorder_s=0.4)
+        eng.feed({"t": t, "type": "checkin", "bib": 7})
+        eng.advance(now)
+        shown = 7 in eng.results().checked_in
+        assert shown == (t <= eng.decided_until_s), t
+        disagreed += shown != (t + 0.4 <= now)
+    assert disagreed > 0  # the boundary this guards is real

@@ -577,6 +577,11 @@ class Engine(People):
     # ---- results ---------------------------------------------------------------------
 
     @property
+    def decided_until_s(self) -> float:
+        """Every event with t at or before this has been processed (the re-ordering mark)."""
+        return self._mark
+
+    @property
     def now_s(self) -> float:
         """Session time the engine has reached (latest event or clock tick)."""
         return max(self._last_t, self._clock_s)
