@@ -138,3 +138,24 @@ def test_tags_without_px_still_credit():
     res = replay(in_order(evs), cfg)
     assert res.passes[0].bibs == (7,)
     assert res.passes[0].t_s == pytest.approx(10.0, abs=0.003)
+
+
+def test_a_bib_read_only_twice_on_the_way_in_still_credits_its_pass():
+    """A bib the camera seldom reads (folded, wet): two reads 3 s apart, the tag twice as
+    big the second time, fix the line by themselves; the pass is theirs, timed at the beam."""
+    cfg = config()
+    evs = [start()] + crossing(10.0) + reads(7, 10.0)
+    # A runner at 4 m/s: 24 m out at 114 s (px 15), 12 m out at 117 s (px 30).
+    evs += crossing(120.0) + [tag(114.0, 14, 15.0), tag(117.0, 14, 30.0)]
+    res = replay(in_order(evs), cfg)
+    assert [(p.bibs, p.source) for p in res.passes] == [((7,), "tag"), ((7,), "tag")]
+    assert laps_of(res, 7) == [(10.0, 120.0, "tag")]
+
+
+def test_two_far_reads_that_do_not_grow_are_not_a_runner():
+    # Same bib twice from afar, the same size: a bib in the crowd, not someone coming in.
+    cfg = config()
+    evs = [start()] + crossing(10.0) + reads(7, 10.0)
+    evs += crossing(120.0) + [tag(114.0, 16, 20.0), tag(117.0, 16, 21.0)]
+    res = replay(in_order(evs), cfg)
+    assert [(p.bibs, p.source) for p in res.passes] == [((7,), "tag"), ((), "anonymous")]

@@ -14,7 +14,7 @@ one) and returns the time the runner crossed the line.
 from __future__ import annotations
 
 # Reads of one bib further apart than this are separate visits to the stretch.
-TRACK_GAP_S = 2.5
+TRACK_GAP_S = 3.5
 # Only the reads this close in time to the line are used for the crossing fit: far away,
 # px is small and its rounding noise dominates.
 FIT_SPAN_S = 3.0
@@ -33,6 +33,8 @@ MAX_LEAD_S = 3.0
 # ended close to the line; smaller, the runner was last seen far away.
 REACH_PX = 40.0
 FAR, NEAR, FITTED = 0, 1, 2
+# Two reads this far apart (s) are enough for a fit (see _fit_crossing).
+TWO_READ_SPAN_S = 1.0
 # A lone read this big is a runner near the line (strays come from afar: px 15-40).
 LONE_READ_PX = 42.0
 # A tag this big (px) is near the camera: somebody is at the gate, not in the distance.
@@ -164,7 +166,13 @@ def _fit_crossing(reads: list, oncoming: bool, first_s: float, last_s: float,
     default = (near_s + sign * lead_s,
                NEAR if near_px is None or near_px >= REACH_PX else FAR)
     if len(pts) < 3:
-        return default
+        # Few reads near the line (a bib the camera seldom reads): all of them, even two,
+        # fix the line if they are far enough apart that px rounding cannot fake the
+        # growth (with the lead capped at MAX_LEAD_S, reads 1 s apart need the tag a third
+        # bigger).
+        pts = [(t, px) for t, px in reads if px]
+        if len(pts) < 2 or pts[-1][0] - pts[0][0] < TWO_READ_SPAN_S:
+            return default
     # Weighted least squares u = a*t + b with u = 1/px, in time relative to the first
     # point. px is read to a roughly constant relative error, so u's error grows as 1/px:
     # weighting each residual by px (w = px^2) trusts the near, big reads most.
