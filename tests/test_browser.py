@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import shutil
 import threading
 from pathlib import Path
@@ -159,3 +160,16 @@ def test_a_coach_sets_up_silences_an_alarm_corrects_a_lap_and_downloads_the_csv(
     assert ben_rows[0]["start_s"] == f"{ben_before[0].start_s:.3f}"
     assert ben_rows[0]["end_s"] == f"{ben_before[1].end_s:.3f}"  # the merged lap
     assert all(r["name"] == "Ben" for r in ben_rows)
+
+    # The login ends elsewhere (logged out on another phone, or expired): the open console
+    # says so and links to the login, instead of "Reconnecting…" for ever.
+    page.goto(served.url + "/coach/")
+    expect()(page.locator("#live")).to_be_visible()
+    phone.clear_cookies()
+    # Somebody crosses the line: the console changes, so its held poll answers.
+    t0_ns = time.monotonic_ns()
+    served.worker.submit("beam", t0_ns, gate="finish", broken=True)
+    served.worker.submit("beam", t0_ns + 150_000_000, gate="finish", broken=False)
+    banner = page.locator("#offline")
+    expect()(banner).to_contain_text("Logged out", timeout=WAIT_MS)
+    assert "/coach/login?next=" in banner.locator("a").get_attribute("href")

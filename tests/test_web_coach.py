@@ -105,13 +105,31 @@ def test_delete_restore_and_add_a_pass(st):
 @pytest.mark.parametrize("form, message", [
     ({"action": "explode", "gate": "finish", "pass_t": "1"}, "action must be one of"),
     ({"action": "delete", "gate": "moon", "pass_t": "1"}, "not one of this station"),
-    ({"action": "delete", "gate": "finish", "pass_t": "soon"}, "pass_t must be"),
-    ({"action": "assign", "gate": "finish", "pass_t": "1", "bib": "x"}, "bib must be a number"),
-    ({"action": "add", "gate": "finish", "pass_t": "1:30", "bib": "400"}, "bib must be a number"),
 ])
-def test_bad_correction_forms_are_refused_with_a_reason(st, form, message):
+def test_tampered_correction_forms_are_refused(st, form, message):
+    # No form on the page sends these: a 400 page, and nothing recorded.
     resp = st.post("/coach/correct", form)
     assert resp.status_code == 400 and message in resp.get_data(as_text=True)
+    st.worker.submit_now("checkout", bib=1).wait(5)
+    assert stored(st, "correct") == []
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"action": "delete", "gate": "finish", "pass_t": "soon"}, "the time must be"),
+    ({"action": "assign", "gate": "finish", "pass_t": "1", "bib": "x"}, "the bib must be a number"),
+    ({"action": "add", "gate": "finish", "pass_t": "1:30", "bib": "400"},
+     "the bib must be a number"),
+    ({"action": "assign", "gate": "finish", "pass_t": "1", "bib": "\uff13"},  # a full-width 3
+     "the bib must be a number"),
+    # A pass added in the future would end every runner's next lap: refused.
+    ({"action": "add", "gate": "finish", "pass_t": "99:00:00", "bib": "3"}, "later than now"),
+])
+def test_a_mistyped_correction_goes_back_to_the_console_saying_why(st, form, message):
+    resp = st.post("/coach/correct", {**form, "back": "/coach/"})
+    assert resp.status_code == 302 and resp.location.endswith("/coach/")
+    page = st.client.get("/coach/").get_data(as_text=True)
+    error = page.split('<p class="error" role="alert">Not done: ', 1)[1].split("</p>")[0]
+    assert message in error.replace("&#39;", "'")
     st.worker.submit_now("checkout", bib=1).wait(5)
     assert stored(st, "correct") == []
 
@@ -122,10 +140,15 @@ def test_downloads_equal_a_replay_of_the_exported_log(st):
     st.feed_scenario("backward-spotted", seed=1, minutes=5)
     st.wait_laps(3, 2)
     st.wait_laps(4, 2)
-    replayed = exported_replay(st)
+    # What a coach does at home: the raw log and the station's config, both downloaded.
+    from station.config import loads_config
+    raw = st.client.get("/coach/downloads/events.jsonl").data
+    toml = st.client.get("/coach/downloads/station.toml")
+    assert toml.status_code == 200 and "attachment" in toml.headers["Content-Disposition"]
+    replayed = replay_events(iter_lines(raw.splitlines()), loads_config(toml.get_data(as_text=True)))
     for table in ("laps", "passes", "alarms", "splits"):
         resp = st.client.get(f"/coach/downloads/{table}.csv")
-        assert resp.status_code == 200 and resp.mimetype == "text/csv"
+        assert resp.status_code == 200 and resp.headers["Content-Type"] == "text/csv; charset=utf-8"
         assert "attachment" in resp.headers["Content-Disposition"]
         assert resp.get_data(as_text=True) == csv_text(replayed, f"{table}.csv"), table
     laps = list(csv.DictReader(io.StringIO(st.client.get("/coach/downloads/laps.csv").get_data(as_text=True))))
@@ -143,6 +166,22 @@ def test_downloads_for_one_runner_as_csv_and_json(st):
     assert isinstance(data[0]["lap_s"], float)
     passes = st.client.get("/coach/downloads/passes.json?bib=4").json
     assert passes and all(4 in p["bibs"] for p in passes)
+
+
+def test_the_one_runner_form_leads_to_any_table(st):
+    resp = st.client.get("/coach/downloads/runner?bib=4&what=alarms.json")
+    assert resp.status_code == 302 and resp.location.endswith("/coach/downloads/alarms.json?bib=4")
+    assert st.client.get("/coach/downloads/runner?bib=4&what=secrets.txt").status_code == 400
+    assert st.client.get("/coach/downloads/runner?what=laps.csv").status_code == 400
+
+
+def test_a_bad_roster_import_keeps_what_was_pasted_and_says_why_once(st):
+    pasted = "bib,name\n7,Ana\nseven,Ben\n"
+    resp = st.post("/coach/roster", {"action": "import", "text": pasted}, page="/coach/roster")
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and page.count("Roster not changed") == 1
+    assert 'class="error"' in page and "seven,Ben" in page
+    assert 'class="flash"' not in page
 
 
 def test_download_of_a_day_joins_its_sessions(st):

@@ -181,3 +181,19 @@ def test_a_live_poll_never_sets_the_session_cookie(st):
         assert resp.headers.getlist("Set-Cookie") == [], path
     page = st.client.get("/coach/")  # pages still refresh the coach's session as before
     assert any("station_session=" in c for c in page.headers.getlist("Set-Cookie"))
+
+
+def test_the_lap_chart_axis_covers_every_bar_with_whole_second_labels():
+    from station.web.views import lap_chart
+
+    for laps in ([125.3, 130.47], [61.0], [88.2, 91.9, 90.05], [0.4, 300.6]):
+        chart = lap_chart(laps)
+        ticks = sorted(chart["ticks"], key=lambda t: t["y"])   # top first
+        top_y = ticks[0]["y"]
+        assert all(bar["y"] >= top_y for bar in chart["bars"]), laps  # no bar above the top
+        seconds = [sum(float(x) * 60 ** i for i, x in enumerate(reversed(t["label"].split(":"))))
+                   for t in ticks]
+        # The top label is at least the slowest lap (a 2:10.47 lap under "2:10" looked off
+        # the scale), the bottom one at most the fastest.
+        assert seconds[0] >= max(laps) and seconds[2] <= min(laps), (laps, seconds)
+        assert ticks[1]["y"] == pytest.approx((ticks[0]["y"] + ticks[2]["y"]) / 2)

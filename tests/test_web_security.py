@@ -213,13 +213,63 @@ def test_login_limiter_window_and_overall_cap():
     assert limiter.retry_after_s("a") == 0 and limiter.retry_after_s("d") == 0
 
 
-def test_login_never_redirects_off_the_station(st):
+@pytest.mark.parametrize("target", [
+    "//evil.example/x",
+    "/%09/evil.example",      # browsers drop the tab: //evil.example
+    "/%0d%0aSet-Cookie:x=1",  # a newline cannot go in a header (was a 500)
+    "/\\evil.example",
+])
+def test_login_never_redirects_off_the_station(st, target):
     st.setup_coach("kim", "track-secret-1")
     coach = st.app.test_client()
     token = csrf_of(coach.get("/coach/login").get_data(as_text=True))
-    resp = coach.post("/coach/login?next=//evil.example/x",
+    resp = coach.post(f"/coach/login?next={target}",
                       data={"name": "kim", "password": "track-secret-1", "csrf": token})
-    assert resp.headers["Location"] == "/coach/"
+    assert resp.status_code == 302 and resp.headers["Location"] == "/coach/"
+
+
+def test_a_locked_out_login_says_when_to_try_again(st):
+    st.setup_coach("kim", "track-secret-1")
+    guesser = st.app.test_client()
+    for _ in range(5):
+        login(guesser, "kim", "guess", remote="10.0.0.66")
+    resp = login(guesser, "kim", "guess", remote="10.0.0.66")
+    assert resp.status_code == 429 and 1 <= int(resp.headers["Retry-After"]) <= 301
+
+
+def test_a_wrong_method_names_the_allowed_one(st):
+    resp = st.client.get("/coach/logout")
+    assert resp.status_code == 405 and resp.headers["Allow"].split(", ").count("POST") == 1
+    assert b"405" in resp.data and b"station.css" in resp.data  # the station's own page
+
+
+@pytest.mark.parametrize("path", [
+    "/coach/downloads/laps.csv?session=\uff11",     # a full-width 1 (was a 500)
+    "/coach/downloads/laps.csv?bib=\u00b2",         # a superscript 2
+    "/coach/roster/bibs.pdf?bib=\uff13",
+    "/coach/photo/1/finish/1e308.jpg",              # a file name too long (was a 500)
+    "/coach/photo/1/finish/nan.jpg",
+    "/coach/photo/1/finish/-5.jpg",
+])
+def test_odd_numbers_in_urls_are_refused_not_a_crash(st, path):
+    st.setup_coach()
+    assert st.client.get(path).status_code in (400, 404)
+
+
+def test_a_bug_in_a_view_is_a_styled_page_and_names_no_internals(tmp_path):
+    station = Station(tmp_path)
+    try:
+        station.app.testing = False  # as served: exceptions become the 500 page
+
+        @station.app.route("/boom")
+        def boom():
+            raise RuntimeError("secret detail")
+
+        resp = station.client.get("/boom")
+        assert resp.status_code == 500 and b"Laps and everything recorded are safe" in resp.data
+        assert b"secret detail" not in resp.data
+    finally:
+        station.close()
 
 
 def test_coach_pages_and_live_console_need_a_login(st):

@@ -156,8 +156,18 @@ def create_app(worker, store, config, *, config_path=None, hooks: Hooks | None =
     @app.errorhandler(413)
     @app.errorhandler(421)
     def _error(exc):
+        # The exception's own headers matter: a 405 names the methods allowed (Allow).
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         return render_template("error.html", code=exc.code, name=exc.name,
-                               description=exc.description), exc.code
+                               description=exc.description), exc.code, headers
+
+    @app.errorhandler(500)
+    def _bug(exc):
+        # A bug in a view: a page in the station's style; what was recorded is untouched.
+        return render_template(
+            "error.html", code=500, name="Internal error",
+            description="The station could not answer this request (a bug: its log has "
+                        "the details). Laps and everything recorded are safe."), 500
 
     @app.context_processor
     def _globals():

@@ -144,8 +144,11 @@ def _log_in(name: str) -> None:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only same-site paths: never bounce a coach to another host after login.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    # Only same-site paths: never bounce a coach to another host after login. Browsers drop
+    # tabs and newlines from a Location ("/\t/evil.example" becomes "//evil.example"), and
+    # a newline cannot go in a header at all: printable ASCII only.
+    if (target and target.startswith("/") and not target.startswith("//")
+            and "\\" not in target and all(" " < c < "\x7f" for c in target)):
         return target
     return url_for("coach.console")
 
@@ -170,14 +173,21 @@ def login():
         else:
             user = st.store.get_user(name) if name else None
             stored = _user_hash(user)
-            if stored and password_ok(stored, request.form.get("password", "")):
+            # An unknown name costs a hash check too, so timing does not tell which exist.
+            if password_ok(stored or _dummy_hash(), request.form.get("password", "")) and stored:
                 st.limiter.succeeded(_client())
                 _log_in(name)
                 return redirect(_safe_next(request.args.get("next")))
             st.limiter.failed(_client())
             error = "Wrong name or password."
             status = 401
-    return render_template("login.html", error=error), status
+    headers = {"Retry-After": str(int(wait_s) + 1)} if status == 429 else {}
+    return render_template("login.html", error=error), status, headers
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_hex(16))
 
 
 def _user_hash(user) -> str | None:

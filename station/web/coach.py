@@ -36,7 +36,7 @@ def submit(kind: str, **fields) -> bool:
     receipt = _station().worker.submit_now(kind, **fields)
     wait = getattr(receipt, "wait", None)
     if wait is not None and wait(3.0) and getattr(receipt, "error", None) is not None:
-        flash(f"Not recorded: {receipt.error}")
+        flash(f"Not recorded: {receipt.error}", "error")
         return False
     return True
 
@@ -71,19 +71,27 @@ def console():
 @login_required
 def silence():
     fields = {"by": g.coach}
-    if request.form.get("bib"):
-        bib = _bib(request.form["bib"], allow_zero=True)
-        fields["bib"] = bib
+    try:
+        if request.form.get("bib"):
+            fields["bib"] = _bib(request.form["bib"], allow_zero=True)
+    except ValueError as exc:
+        return _refused(exc)
     if submit("silence", **fields):
         flash("Alarm silenced." if "bib" in fields else "All alarms silenced.")
     return redirect(url_for("coach.console"))
 
 
+def _refused(exc: ValueError, back: str | None = None):
+    """A console form with a bad field: back to the page, saying what was wrong."""
+    flash(f"Not done: {exc}", "error")
+    return redirect(_safe_next(back))
+
+
 def _bib(text: str, allow_zero: bool = False) -> int:
     text = (text or "").strip()
     low = 0 if allow_zero else 1
-    if not text.isdigit() or not low <= int(text) <= MAX_BIB:
-        abort(400, description=f"bib must be a number from {low} to {MAX_BIB}, not {text!r}.")
+    if not views.is_count(text) or not low <= int(text) <= MAX_BIB:
+        raise ValueError(f"the bib must be a number from {low} to {MAX_BIB}, not {text!r}.")
     return int(text)
 
 
@@ -101,11 +109,17 @@ def parse_session_time(text: str) -> float:
     return value
 
 
+# A pass added "at" a time may be this far ahead of the session clock (a phone's rounding),
+# no further: a pass in the future would become every runner's next lap.
+ADD_AHEAD_S = 1.0
+
+
 @bp.route("/correct", methods=["POST"])
 @login_required
 def correct():
     station = _station()
     form = request.form
+    back = form.get("back")
     action = form.get("action", "")
     if action not in ACTIONS:
         abort(400, description=f"action must be one of {', '.join(ACTIONS)}, not {action!r}.")
@@ -113,17 +127,24 @@ def correct():
     if gate not in {gt.id for gt in station.config.gates}:
         abort(400, description=f"gate {gate!r} is not one of this station's gates.")
     fields = {"action": action, "gate": gate, "by": g.coach}
-    if action == "add" and form.get("when") == "now":
-        pass_t = live.clock(station)["now_s"]
-    else:
-        try:
-            pass_t = parse_session_time(form.get("pass_t", ""))
-        except ValueError:
-            abort(400, description="pass_t must be a session time in seconds or m:ss, "
-                                   f"not {form.get('pass_t', '')!r}.")
+    now_s = live.clock(station)["now_s"]
+    try:
+        if action == "add" and form.get("when") == "now":
+            pass_t = now_s
+        else:
+            try:
+                pass_t = parse_session_time(form.get("pass_t", ""))
+            except ValueError:
+                raise ValueError("the time must be session time in seconds or m:ss, "
+                                 f"not {form.get('pass_t', '')!r}.") from None
+            if action == "add" and pass_t > now_s + ADD_AHEAD_S:
+                raise ValueError(f"the time {views.fmt_s(pass_t)} is later than now "
+                                 f"({views.fmt_s(now_s)} into the session).")
+        if action in ("assign", "add"):
+            fields["bib"] = _bib(form.get("bib", ""))
+    except ValueError as exc:
+        return _refused(exc, back)
     fields["pass_t"] = round(pass_t, 3)
-    if action in ("assign", "add"):
-        fields["bib"] = _bib(form.get("bib", ""))
     ok = submit("correct", **fields)
     words = {"assign": f"Pass at {pass_t:.3f} given to bib {fields.get('bib')}.",
              "delete": f"Pass at {pass_t:.3f} deleted.",
@@ -131,7 +152,11 @@ def correct():
              "add": f"Pass added for bib {fields.get('bib')} at {pass_t:.3f}."}
     if ok:
         flash(words[action])
-    return redirect(_safe_next(request.form.get("back")))
+    return redirect(_safe_next(back))
+
+
+# Session times a photo can have (a week); anything else is no photo, not a file name.
+MAX_PHOTO_T_S = 7 * 24 * 3600.0
 
 
 @bp.route("/photo/<int:session>/<gate>/<pass_t>.jpg")
@@ -143,6 +168,8 @@ def photo(session: int, gate: str, pass_t: str):
     try:
         t = float(pass_t)
     except ValueError:
+        abort(404)
+    if not 0.0 <= t <= MAX_PHOTO_T_S:  # also NaN
         abort(404)
     data = hook(gate, t, session) if hook else None
     if not data:

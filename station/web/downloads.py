@@ -15,7 +15,9 @@ import threading
 from collections import OrderedDict
 
 import orjson
-from flask import Blueprint, Response, abort, current_app, render_template, request
+import tomli_w
+from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
+                   url_for)
 
 from station.web import views
 from station.web.auth import login_required
@@ -97,7 +99,7 @@ def _selected_sessions() -> tuple[list, str]:
     if text is None:
         current = _station().worker.state.session
         return [current], f"session-{current.id}"
-    if not text.isdigit():
+    if not views.is_count(text):
         abort(400, description=f"session must be a number, not {text!r}.")
     chosen = [s for s in sessions if s.id == int(text)]
     if not chosen:
@@ -109,7 +111,7 @@ def _bib_arg() -> int | None:
     text = request.args.get("bib")
     if text in (None, ""):
         return None
-    if not text.isdigit():
+    if not views.is_count(text):
         abort(400, description=f"bib must be a number, not {text!r}.")
     return int(text)
 
@@ -148,7 +150,7 @@ def table(table: str, fmt: str):
         mime = "application/json"
     elif not many:
         body = replay.csv_text(parts[0][1], name).encode()  # exactly what `station replay` writes
-        mime = "text/csv; charset=utf-8"
+        mime = "text/csv"
     else:
         # A day: the sessions' rows one after another, with SPEC §5's allowed extra column.
         out = io.StringIO()
@@ -157,7 +159,8 @@ def table(table: str, fmt: str):
         for sid, results in parts:
             w.writerows(row + [sid] for row in replay.rows(results, name))
         body = out.getvalue().encode()
-        mime = "text/csv; charset=utf-8"
+        mime = "text/csv"
+    # mimetype (not content_type): Flask adds "; charset=utf-8" to text types itself.
     return Response(body, mimetype=mime, headers={
         "Content-Disposition": f'attachment; filename="{stem}-{table}.{fmt}"',
         "Cache-Control": "no-store"})
@@ -173,4 +176,25 @@ def events():
     lines = (line + "\n" for line in _station().store.lines(sessions[0].id))
     return Response(lines, mimetype="application/x-ndjson", headers={
         "Content-Disposition": f'attachment; filename="{stem}-events.jsonl"',
+        "Cache-Control": "no-store"})
+
+
+@bp.route("/runner")
+@login_required
+def runner():
+    """The one-runner form: `?bib=N&what=laps.csv` to that table's download for the bib."""
+    bib = _bib_arg()
+    table, _, fmt = request.args.get("what", "laps.csv").partition(".")
+    if bib is None or table not in TABLES or fmt not in ("csv", "json"):
+        abort(400, description="Choose a bib and one of the tables.")
+    return redirect(url_for("downloads.table", table=table, fmt=fmt, bib=bib))
+
+
+@bp.route("/station.toml")
+@login_required
+def config():
+    """The configuration in use (SPEC §3), for `station replay EVENTS --config station.toml`."""
+    body = tomli_w.dumps(_station().config.source)
+    return Response(body, mimetype="application/toml", headers={
+        "Content-Disposition": 'attachment; filename="station.toml"',
         "Cache-Control": "no-store"})

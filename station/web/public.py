@@ -46,7 +46,7 @@ def board():
 def find_runner():
     bib = parse_bib(request.args.get("bib", ""))
     if isinstance(bib, str):
-        flash(bib)
+        flash(bib, "error")
         return redirect(url_for("public.board"))
     return redirect(url_for("public.runner", bib=bib))
 
@@ -63,7 +63,7 @@ def runner(bib: int):
 def parse_bib(text: str) -> int | str:
     """A bib number from a form, or the reason it is not one."""
     text = (text or "").strip()
-    if not text.isdigit():
+    if not views.is_count(text):
         return f"Give your bib number (1 to {MAX_BIB})."
     bib = int(text)
     if not 1 <= bib <= MAX_BIB:
@@ -93,7 +93,7 @@ def checkout():
 def _check(kind: str):
     bib = parse_bib(request.form.get("bib", ""))
     if isinstance(bib, str):
-        flash(bib)
+        flash(bib, "error")
         return redirect(url_for("public.checkin_form"))
     receipt = current_app.extensions["station"].worker.submit_now(kind, bib=bib)
     if hasattr(receipt, "wait"):

@@ -14,6 +14,7 @@ import copy
 import csv
 import io
 import os
+import threading
 from pathlib import Path
 
 import tomli_w
@@ -22,6 +23,9 @@ from flask import Response, current_app, flash, g, redirect, render_template, re
 from station.config import MAX_BIB, ConfigError, loads_config, parse_config
 from station.web.auth import check_new_login, hash_password, login_required, password_ok
 from station.web.coach import bp
+from station.web.views import is_count
+
+_SHEETS_LOCK = threading.Lock()
 
 # (table, key, label, unit) of the settings offered as form fields; the rest (gates, cameras,
 # pins) is edited as TOML text on the same page.
@@ -160,7 +164,7 @@ def parse_roster_csv(text: str) -> list[dict]:
     out, seen = [], {}
     bib_col, name_col = 0, 1
     start = 0
-    if rows and rows[0] and not rows[0][0].strip().isdigit():
+    if rows and rows[0] and not is_count(rows[0][0].strip()):
         header = [c.strip().lower() for c in rows[0]]
         if "bib" not in header:
             raise ValueError("line 1: the header needs a 'bib' column (and 'name')")
@@ -171,7 +175,7 @@ def parse_roster_csv(text: str) -> list[dict]:
         if not any(c.strip() for c in row):
             continue
         cell = row[bib_col].strip() if bib_col < len(row) else ""
-        if not cell.isdigit() or not 1 <= int(cell) <= MAX_BIB:
+        if not is_count(cell) or not 1 <= int(cell) <= MAX_BIB:
             raise ValueError(f"line {line_no}: bib must be a number from 1 to {MAX_BIB}, "
                              f"not {cell!r}")
         bib = int(cell)
@@ -215,7 +219,7 @@ def roster_change():
             message = f"Roster imported: {len(runners)} runners."
         elif action == "save":
             bib_text = request.form.get("bib", "").strip()
-            if not bib_text.isdigit() or not 1 <= int(bib_text) <= MAX_BIB:
+            if not is_count(bib_text) or not 1 <= int(bib_text) <= MAX_BIB:
                 raise ValueError(f"bib must be a number from 1 to {MAX_BIB}, not {bib_text!r}")
             bib = int(bib_text)
             name = request.form.get("name", "").strip()[:60]
@@ -230,8 +234,9 @@ def roster_change():
         _save_runners(runners)
         flash(message)
     except (ValueError, ConfigError) as exc:
-        flash(f"Roster not changed: {exc}")
-        return render_template("roster.html", error=str(exc),
+        # The page again, with what the coach typed or pasted, and what is wrong with it.
+        return render_template("roster.html", error=f"Roster not changed: {exc}",
+                               form=request.form,
                                runners=sorted(config.runners, key=lambda r: r.bib)), 400
     return redirect(url_for("coach.roster"))
 
@@ -254,14 +259,16 @@ def bib_sheets():
     runners = [(r.bib, r.name) for r in sorted(_station().config.runners, key=lambda r: r.bib)]
     wanted = request.args.get("bib", "").strip()
     if wanted:
-        if not wanted.isdigit() or not 1 <= int(wanted) <= MAX_BIB:
+        if not is_count(wanted) or not 1 <= int(wanted) <= MAX_BIB:
             return render_template("error.html", code=400, name="Bad bib",
                                    description=f"bib must be 1 to {MAX_BIB}, not {wanted!r}."), 400
         runners = [(int(wanted), _station().config.runner_name(int(wanted)))]
     if not runners:
-        flash("The roster is empty: add runners first, or ask for one bib.")
+        flash("The roster is empty: add runners first, or ask for one bib.", "error")
         return redirect(url_for("coach.roster"))
-    with tempfile.TemporaryDirectory() as tmp:
+    # One sheet at a time: a few coaches pressing the button at once must not multiply
+    # the memory a PDF of page images takes.
+    with _SHEETS_LOCK, tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bibs.pdf"
         bibs.write(path, runners)
         data = path.read_bytes()

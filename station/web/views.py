@@ -16,6 +16,12 @@ FACINGS = ("forward", "backward", "mixed", "unobserved")
 EMPTY = Results()
 
 
+def is_count(text: str) -> bool:
+    """Only ASCII digits: str.isdigit() also takes '３' and '²', which int() reads or refuses
+    and which must never reach a header or a file name."""
+    return text.isascii() and text.isdigit()
+
+
 def results_of(state) -> Results:
     """The state's engine results (empty before the worker's first build)."""
     return getattr(state, "results", None) or EMPTY
@@ -211,10 +217,18 @@ def lap_chart(lap_s: list[float], first_lap: int = 1, width: int = 320, height: 
     if not lap_s:
         return None
     pad_l, pad_b, pad_t = 34, 18, 8
-    top = max(lap_s)
     lo = min(lap_s)
-    # Bars start from a floor below the fastest lap so small differences stay visible.
-    floor = max(0.0, lo - (top - lo) * 0.5 - 1)
+    # The axis runs between whole seconds (its labels show no fractions, so a 2:10.47 lap
+    # under a top labelled "2:10" would look off the scale), with an even span so the
+    # middle label is whole too. Bars start from a floor below the fastest lap so small
+    # differences stay visible.
+    top = math.ceil(max(lap_s))
+    floor = max(0, math.floor(lo - (top - lo) * 0.5 - 1))
+    if (top - floor) % 2:
+        if floor > 0:
+            floor -= 1
+        else:
+            top += 1
     span = max(top - floor, 1e-6)
     plot_w, plot_h = width - pad_l - 4, height - pad_b - pad_t
     step = plot_w / len(lap_s)

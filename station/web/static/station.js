@@ -92,6 +92,18 @@
     clearTimeout(timer);
     timer = setTimeout(poll, ms);
   }
+  // The coach's login ended (logged out elsewhere, or expired): say so and stop asking,
+  // rather than "Reconnecting…" for ever.
+  function loggedOut() {
+    clearTimeout(timer);
+    if (!offline) return;
+    offline.textContent = "";
+    var a = document.createElement("a");
+    a.href = "/coach/login?next=" + encodeURIComponent(location.pathname);
+    a.textContent = "Logged out: log in again";
+    offline.appendChild(a);
+    offline.hidden = false;
+  }
   function poll() {
     if (controller) controller.abort();
     controller = new AbortController();
@@ -102,11 +114,13 @@
     var guard = setTimeout(function () { mine.abort(); }, 25000);
     fetch(url, {cache: "no-store", credentials: "same-origin", signal: mine.signal})
       .then(function (r) {
+        if (r.status === 403) { loggedOut(); return null; }
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.json();
       })
       .then(function (j) {
         clearTimeout(guard);
+        if (j === null) return;
         failures = 0;
         if (offline) offline.hidden = true;
         setClock(j.now_s, j.rate);
