@@ -3,31 +3,40 @@
 Every key has a default except `track.length_m`; unknown keys and impossible values are
 `ConfigError`s that name the key (`gates[1].position_m`, `cameras[0].covers_m`, ...), so a
 coach editing the file sees exactly what to fix. The project's own keys (pins, web, buzzer)
-live next to SPEC's and follow the same rules.
+live next to SPEC's and follow the same rules. Every number has an allowed range, checked
+with its type before any rule that combines keys, so `track.length_m = 1` is reported as
+itself, not as the camera stretch it makes impossible. The settings page goes through here too.
 
-To add a key: add it to the table's schema below (name -> (type, default)), then read it from
-the dataclass. Nothing else parses the TOML.
+To add a key: add it to the table's schema below (name -> (type, default[, range])), then read
+it from the dataclass. Nothing else parses the TOML.
 """
 
 from __future__ import annotations
 
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REQUIRED = object()  # marks a key with no default
 
-# A schema is {key: (accepted python types, default)}. bool is excluded from numbers on purpose:
-# TOML `true` must not pass as `length_m = 1`.
+# A schema is {key: (accepted python types, default[, (lowest, highest)])}. bool is excluded
+# from numbers on purpose: TOML `true` must not pass as `length_m = 1`. Every number has a
+# range (inclusive, in the unit its name ends with), wide enough for any real station and
+# narrow enough that a typo cannot quietly switch a feature off; NaN and inf are outside it.
 NUM = (int, float)
+MAX_BIB = 292
+PORT = (1, 65535)
+BCM_PIN = (0, 53)     # every GPIO the Pi's SoC has; the 40-pin header has 0-27
 
-TRACK_SCHEMA = {"length_m": (NUM, REQUIRED)}
+# From a 50 m loop in a sports hall to a 10 km loop in a park (SPEC's examples: 400, 200).
+TRACK_SCHEMA = {"length_m": (NUM, REQUIRED, (50, 10_000))}
 GATE_SCHEMA = {
     "id": (str, REQUIRED),
-    "position_m": (NUM, REQUIRED),
+    "position_m": (NUM, REQUIRED, (0, 10_000)),  # and less than track.length_m
     # GPIO wiring of this gate's beam receiver (BCM numbering); no pin means no beam here.
-    "pin": ((int, type(None)), None),
+    "pin": ((int, type(None)), None, BCM_PIN),
     "pull_up": (bool, True),
     # Level that means "beam broken". Most receivers pull the output low when the beam is
     # broken ("NPN, normally open"); with pull_up=true that is active-low, gpiozero's default.
@@ -38,29 +47,46 @@ CAMERA_SCHEMA = {
     "gate": (str, REQUIRED),
     "covers_m": (list, REQUIRED),
     "looks": (str, REQUIRED),
-    # picamera2 camera number, capture size and rate; ignored by the fake camera.
-    "index": (int, 0),
-    "width": (int, 1280),
-    "height": (int, 720),
-    "fps": (NUM, 10),
+    # picamera2 camera number, capture size and rate; ignored by the fake camera. Sizes up
+    # to the 64 MP sensors', rates up to the high-speed modes (Camera Module 3: 120 fps).
+    "index": (int, 0, (0, 15)),
+    "width": (int, 1280, (32, 10_000)),
+    "height": (int, 720, (32, 10_000)),
+    "fps": (NUM, 10, (1, 240)),
 }
-RUNNER_SCHEMA = {"bib": (int, REQUIRED), "name": (str, "")}
-LAPS_SCHEMA = {"min_lap_s": (NUM, 20), "max_lap_s": (NUM, 900)}
-SAFETY_SCHEMA = {"spotter_lead_s": (NUM, 2), "spotter_timeout_s": (NUM, 5)}
+# A name is one line of text (no control characters): it is printed on bibs and in CSV files.
+RUNNER_SCHEMA = {"bib": (int, REQUIRED, (1, MAX_BIB)), "name": (str, "")}
+LAPS_SCHEMA = {
+    # From a sprinter on a 50 m loop (~7 s a lap; max_lap_s above it) to a walker going round
+    # a 10 km loop (~2.5 h). SPEC keys: generous, so no other tool's config is refused; the
+    # bounds stop absurd values (1e12, negatives), not unusual ones.
+    "min_lap_s": (NUM, 20, (1, 3600)),
+    "max_lap_s": (NUM, 900, (5, 86_400)),
+}
+SAFETY_SCHEMA = {
+    # A spotter follows the backward runner closely: a 30 s gap is a walking spotter 35 m
+    # behind, already too far to watch the way ahead. SPEC keys, so the bounds are generous
+    # (another tool's config must load); a timeout of hours would silence the alarm.
+    "spotter_lead_s": (NUM, 2, (0, 60)),
+    "spotter_timeout_s": (NUM, 5, (0.5, 120)),
+}
 PASSES_SCHEMA = {
-    # Breaks shorter than this are rain drops and insects, not bodies.
-    "glitch_ms": (NUM, 6),
-    # Breaks closer than this belong to one body (arms, legs, torso of one runner).
-    "merge_ms": (NUM, 250),
-    # A beam broken this long is a fault (someone standing in it), not a pass.
-    "blocked_after_s": (NUM, 10),
+    # Breaks shorter than this are rain drops and insects (0.5-4 ms), not bodies. At most
+    # 20 ms: a sprinter's torso (0.3 m at 12 m/s) cuts the beam for 25 ms.
+    "glitch_ms": (NUM, 6, (0, 20)),
+    # Breaks closer than this belong to one body (arms, legs, torso of one runner); 2 s is a
+    # slow walker's swinging arm well clear of the torso.
+    "merge_ms": (NUM, 250, (0, 2000)),
+    # A beam broken this long is a fault (someone standing in it), not a pass. At least 2 s:
+    # a walker's torso takes 1 s; at most 10 min before a blocked beam is reported.
+    "blocked_after_s": (NUM, 10, (2, 600)),
 }
 HARDWARE_SCHEMA = {
     # gpiozero pin factory: "lgpio" (Pi 5, and works on older Pis), "rpigpio" (Pi 4 and
     # older), or "mock" (simulation and tests). Named here so a missing GPIO chip is an error
     # at start-up, never a silent fall-back to another factory.
     "pin_factory": (str, "lgpio"),
-    "buzzer_pin": ((int, type(None)), None),
+    "buzzer_pin": ((int, type(None)), None, BCM_PIN),
     "buzzer_tonal": (bool, False),
 }
 STATION_SCHEMA = {
@@ -68,12 +94,12 @@ STATION_SCHEMA = {
 }
 WEB_SCHEMA = {
     "host": (str, "0.0.0.0"),
-    "port": (int, 8080),
+    "port": (int, 8080, PORT),
     # Host names the dashboard answers to (besides IP addresses); anything else is refused,
     # which stops DNS-rebinding pages from driving the coach's console.
     "hostnames": (list, ["localhost", "station.local"]),
     # One per open page (each holds a long-poll, see station/web/live.py) plus a few spare.
-    "threads": (int, 64),
+    "threads": (int, 64, (4, 512)),
     # Let a coach's phone set the system clock (timedatectl; needs privileges). The time set
     # is recorded as a `clock` event either way.
     "set_system_clock": (bool, False),
@@ -81,7 +107,7 @@ WEB_SCHEMA = {
 MQTT_SCHEMA = {
     # Checkpoint gates on other Pis (station/mqtt.py). The broker's address; "" = none.
     "host": (str, ""),
-    "port": (int, 1883),
+    "port": (int, 1883, PORT),
     # "finish": this station takes in the gates' events. "gate": this Pi is checkpoint
     # `gate` and publishes its beam and camera events to the finish station.
     "role": (str, "finish"),
@@ -108,7 +134,9 @@ TOP_LEVEL = {
 LOOKS = ("oncoming", "departing")
 PIN_FACTORIES = ("lgpio", "rpigpio", "mock")
 MQTT_ROLES = ("finish", "gate")
-MAX_BIB = 292
+UNITS = {"_ms": "ms", "_s": "s", "_m": "m"}
+# Characters a name must not hold: control characters (newline, tab, NUL...) and line breaks.
+NOT_IN_NAMES = ("Cc", "Zl", "Zp", "Cs")
 
 
 class ConfigError(ValueError):
@@ -219,7 +247,7 @@ def _check_table(raw: Any, schema: dict, where: str) -> dict:
             known = ", ".join(schema)
             raise ConfigError(f"{where}.{key}", f"unknown key (known here: {known})")
     out = {}
-    for key, (types, default) in schema.items():
+    for key, (types, default, *allowed) in schema.items():
         name = f"{where}.{key}"
         if key not in raw:
             if default is REQUIRED:
@@ -232,14 +260,26 @@ def _check_table(raw: Any, schema: dict, where: str) -> dict:
             raise ConfigError(name, f"must be {_typename(types)}, not {value!r}")
         if not isinstance(value, accepted):
             raise ConfigError(name, f"must be {_typename(types)}, not {value!r}")
+        if allowed and value is not None:
+            _check_range(value, allowed[0], name)
         out[key] = value
     return out
 
 
-def _positive(value: float, name: str) -> float:
-    if value <= 0:
-        raise ConfigError(name, f"must be greater than 0, not {value!r}")
-    return float(value)
+def _check_range(value: float, allowed: tuple, name: str) -> None:
+    lo, hi = allowed
+    if not lo <= value <= hi:  # NaN compares false: refused too
+        unit = next((u for suffix, u in UNITS.items() if name.endswith(suffix)), "")
+        raise ConfigError(name, f"must be between {lo:g} and {hi:g}{f' ({unit})' if unit else ''}, "
+                          f"not {value:g}")
+
+
+def _check_name(name: str, where: str) -> str:
+    bad = next((c for c in name if unicodedata.category(c) in NOT_IN_NAMES), None)
+    if bad is not None:
+        raise ConfigError(where, f"must be one line of text without control characters, not "
+                          f"{name!r} (it holds U+{ord(bad):04X})")
+    return name
 
 
 def parse_config(raw: dict) -> Config:
@@ -259,7 +299,7 @@ def parse_config(raw: dict) -> Config:
                 raise ConfigError("track.length_m", "is required")
             tables[key] = _check_table(value, schema, key)
 
-    length_m = _positive(tables["track"]["length_m"], "track.length_m")
+    length_m = float(tables["track"]["length_m"])
 
     gates = []
     seen_gates: set[str] = set()
@@ -298,35 +338,25 @@ def parse_config(raw: dict) -> Config:
                               f"(quarters are {quarter_m:g} m long)")
         if c["looks"] not in LOOKS:
             raise ConfigError(f"{where}.looks", f"must be one of {', '.join(LOOKS)}, not {c['looks']!r}")
-        for key in ("width", "height", "index"):
-            if c[key] < (0 if key == "index" else 1):
-                raise ConfigError(f"{where}.{key}", f"out of range: {c[key]!r}")
         cameras.append(Camera(c["id"], c["gate"], (a, b), c["looks"], q_a + 1, c["index"],
-                              c["width"], c["height"], _positive(c["fps"], f"{where}.fps")))
+                              c["width"], c["height"], float(c["fps"])))
 
     runners = []
     seen_bibs: set[int] = set()
     for i, r in enumerate(tables["runners"]):
-        if not 1 <= r["bib"] <= MAX_BIB:
-            raise ConfigError(f"runners[{i}].bib", f"must be 1..{MAX_BIB}, not {r['bib']!r}")
         if r["bib"] in seen_bibs:
             raise ConfigError(f"runners[{i}].bib", f"duplicate bib {r['bib']}")
         seen_bibs.add(r["bib"])
-        runners.append(Runner(r["bib"], r["name"]))
+        runners.append(Runner(r["bib"], _check_name(r["name"], f"runners[{i}].name")))
 
     laps, safety, passes = tables["laps"], tables["safety"], tables["passes"]
-    min_lap_s = _positive(laps["min_lap_s"], "laps.min_lap_s")
-    max_lap_s = _positive(laps["max_lap_s"], "laps.max_lap_s")
+    min_lap_s, max_lap_s = float(laps["min_lap_s"]), float(laps["max_lap_s"])
     if max_lap_s <= min_lap_s:
         raise ConfigError("laps.max_lap_s", f"must be greater than laps.min_lap_s ({min_lap_s:g})")
-    if safety["spotter_lead_s"] < 0:
-        raise ConfigError("safety.spotter_lead_s", "must be 0 or more")
     hw, web = tables["hardware"], tables["web"]
     if hw["pin_factory"] not in PIN_FACTORIES:
         raise ConfigError("hardware.pin_factory",
                           f"must be one of {', '.join(PIN_FACTORIES)}, not {hw['pin_factory']!r}")
-    if not 1 <= web["port"] <= 65535:
-        raise ConfigError("web.port", f"must be 1..65535, not {web['port']!r}")
     if not all(isinstance(h, str) for h in web["hostnames"]):
         raise ConfigError("web.hostnames", "must be a list of strings")
     mqtt = _check_mqtt(tables["mqtt"], gates)
@@ -340,10 +370,10 @@ def parse_config(raw: dict) -> Config:
         min_lap_s=min_lap_s,
         max_lap_s=max_lap_s,
         spotter_lead_s=float(safety["spotter_lead_s"]),
-        spotter_timeout_s=_positive(safety["spotter_timeout_s"], "safety.spotter_timeout_s"),
+        spotter_timeout_s=float(safety["spotter_timeout_s"]),
         glitch_ms=float(passes["glitch_ms"]),
-        merge_ms=_positive(passes["merge_ms"], "passes.merge_ms"),
-        blocked_after_s=_positive(passes["blocked_after_s"], "passes.blocked_after_s"),
+        merge_ms=float(passes["merge_ms"]),
+        blocked_after_s=float(passes["blocked_after_s"]),
         pin_factory=hw["pin_factory"],
         buzzer_pin=hw["buzzer_pin"],
         buzzer_tonal=hw["buzzer_tonal"],
@@ -366,8 +396,6 @@ def _check_mqtt(mqtt: dict, gates: list[Gate]) -> dict:
     """The [mqtt] table's rules beyond types: a gate Pi names its broker and its gate."""
     if mqtt["role"] not in MQTT_ROLES:
         raise ConfigError("mqtt.role", f"must be one of {', '.join(MQTT_ROLES)}, not {mqtt['role']!r}")
-    if not 1 <= mqtt["port"] <= 65535:
-        raise ConfigError("mqtt.port", f"must be 1..65535, not {mqtt['port']!r}")
     if mqtt["role"] == "gate":
         if not mqtt["host"]:
             raise ConfigError("mqtt.host", 'is required with role = "gate": the finish '

@@ -4,11 +4,17 @@ bib and side, at the printed size the sheet promises."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import zlib
 
 import cv2
+import numpy as np
 import pytest
+from PIL import Image, PdfParser
 
-from station.bibs import DPI, TAG_MM
+from station import bibs
+from station.bibs import DPI, PAGE_MM, TAG_MM, mm
 from station.cli import main
 from station.sensors.tags import TagDetector
 
@@ -84,3 +90,87 @@ def test_bad_requests_are_clear_errors(tmp_path, capsys):
     assert "no bibs" in capsys.readouterr().err
     assert main(["bibs", "--out", str(tmp_path / "x.svg"), "--bib", "1"]) == 2
     assert "must end in .pdf or .png" in capsys.readouterr().err
+
+
+def pdf_pages(path):
+    """Each page of a bibs PDF as (MediaBox, 8-bit numpy image), read with Pillow's PDF parser
+    and decoded as PDF says (DeviceGray, 1 bit: 1 is white)."""
+    pdf = PdfParser.PdfParser(buf=path.read_bytes())
+    for ref in pdf.pages:
+        page = pdf.read_indirect(ref)
+        (image_ref,) = page[b"Resources"][b"XObject"].values()
+        stream = pdf.read_indirect(image_ref)
+        d = stream.dictionary
+        assert (d.Filter, d.BitsPerComponent, d.ColorSpace) == (
+            PdfParser.PdfName("FlateDecode"), 1, PdfParser.PdfName("DeviceGray"))
+        img = Image.frombytes("1", (d.Width, d.Height), zlib.decompress(stream.buf))
+        yield page[b"MediaBox"], np.asarray(img.convert("L"))
+
+
+def test_pdf_pages_hold_each_runners_front_and_back_in_order(tmp_path):
+    (tmp_path / "station.toml").write_text(CONFIG, encoding="utf-8")
+    out = tmp_path / "bibs.pdf"
+    assert main(["bibs", "--config", str(tmp_path / "station.toml"), "--out", str(out)]) == 0
+    assert not list(tmp_path.glob("*.part"))
+    detector = TagDetector()
+    found = []
+    for box, page in pdf_pages(out):
+        assert box[2:] == pytest.approx([595.3, 841.9], abs=1)  # A4 in points
+        assert page.shape == (mm(PAGE_MM[1]), mm(PAGE_MM[0]))   # at 300 dpi
+        small = cv2.resize(page, None, fx=150 / page.shape[1], fy=150 / page.shape[1],
+                           interpolation=cv2.INTER_AREA)
+        found += [(d.tag, d.bib, d.side) for d in detector.detect(small)]
+    assert found == [(14, 7, "front"), (15, 7, "back"), (584, 292, "front"), (585, 292, "back")]
+
+
+PEAK_RSS = r"""
+import sys, tempfile
+from pathlib import Path
+import cv2, PIL.Image, PIL.ImageDraw, PIL.ImageFont  # libraries loaded: not the sheet's cost
+from station import bibs
+
+def kib(field):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(field))
+
+base = kib("VmRSS")
+with tempfile.TemporaryDirectory() as tmp:
+    bibs.write(Path(tmp) / "one.pdf", [(1, "Ana")])
+    one = kib("VmHWM")
+    bibs.write(Path(tmp) / "ten.pdf", [(b, f"Runner {b}") for b in range(1, 11)])
+    ten = kib("VmHWM")
+print((one - base) // 1024, (ten - base) // 1024)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_sheet_keeps_one_page_in_memory_whatever_the_roster(tmp_path):
+    # Peak resident memory of a fresh process, so nothing else in the test run counts. Drawing
+    # every page first took ~35 MB a runner (240 MB for 7, 1.3 GB for 40): a station on a Pi
+    # must stay under ~150 MB. One page is 8.7 MB.
+    run = subprocess.run([sys.executable, "-c", PEAK_RSS], capture_output=True, text=True,
+                         timeout=120, check=True)
+    one_mb, ten_mb = map(int, run.stdout.split())
+    assert ten_mb < 80, (one_mb, ten_mb)
+    assert ten_mb - one_mb < 17, (one_mb, ten_mb)  # does not grow with the roster
+
+
+NAMES = ["Ana\nMaria", "tab\there", "nul\x00", "x" * 5000, "W" * 70, "محمد علي", "שרה כהן",
+         "🏃\u200d♀️ Zoé 🇫🇷 𓀀", "Z̷̢͔a̸l̵g̶o̷", "\u202eevil", "王小明", "\ufeff", " ", "\U0010ffff",
+         "\u2028", "=cmd()"]
+
+
+@pytest.mark.parametrize("name", NAMES, ids=range(len(NAMES)))
+def test_any_name_prints_within_the_page(name):
+    img = bibs.page(5, "front", name)
+    w = img.width
+    band = np.asarray(img.crop((0, mm(bibs.TEXT_TOP_MM + 50), w, mm(bibs.TEXT_TOP_MM + 66))))
+    ink = np.flatnonzero((~band).any(axis=0))  # columns with black in the name line
+    assert ink.size  # at least the side is printed
+    # Long names shrink, then are cut: nothing runs off the paper or into the pin marks.
+    assert ink[0] >= mm(15) and ink[-1] <= w - mm(15)
+
+
+def test_a_roster_with_a_multiline_name_still_prints_every_page(tmp_path):
+    out = tmp_path / "bibs.pdf"
+    assert bibs.write(out, [(1, "Ana\nMaria"), (2, "Ben")]) == [out]
+    assert [p.shape for _, p in pdf_pages(out)] == [(mm(PAGE_MM[1]), mm(PAGE_MM[0]))] * 4

@@ -108,7 +108,7 @@ def test_mqtt_finish_and_gate_roles():
 
 @pytest.mark.parametrize("table, key, words", [
     ('role = "relay"', "mqtt.role", "finish, gate"),
-    ('host = "h"\nport = 0', "mqtt.port", "1..65535"),
+    ('host = "h"\nport = 0', "mqtt.port", "between 1 and 65535, not 0"),
     ('port = "1883"', "mqtt.port", "integer"),
     ('role = "gate"\ngate = "g200"', "mqtt.host", "finish station's address"),
     ('host = "h"\nrole = "gate"', "mqtt.gate", "which of [[gates]]"),

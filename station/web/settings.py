@@ -3,8 +3,8 @@ roster (names and bibs, CSV import and export, bib sheets) and coach logins.
 
 Settings and the roster are the station's TOML configuration. Every change is validated by
 `station.config.parse_config`, the same code that reads the file at start-up, so a bad value
-is refused with the key it concerns (`laps.min_lap_s: must be greater than 0`) and the running
-station keeps its old settings. A good change is written back to the file (atomically, the
+is refused with the key it concerns (`laps.min_lap_s: must be between 1 and 3600 (s), not
+0`) and the running station keeps its old settings. A good change is written back to the file (atomically, the
 old file kept as `.bak`) and handed to the worker if it can apply it while running.
 """
 
