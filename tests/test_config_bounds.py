@@ -8,25 +8,9 @@ from __future__ import annotations
 import tomllib
 
 import pytest
+from test_config import CAMERA, MINIMAL
 
 from station.config import NUM, TOP_LEVEL, ConfigError, loads_config, parse_config
-
-MINIMAL = """
-[track]
-length_m = 400
-
-[[gates]]
-id = "finish"
-position_m = 0
-"""
-
-CAMERA = """
-[[cameras]]
-id = "finish-cam"
-gate = "finish"
-covers_m = [370, 400]
-looks = "oncoming"
-"""
 
 
 def ranged_keys():
