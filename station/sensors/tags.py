@@ -149,7 +149,8 @@ class TagDetector:
             self._detectors[longest_px] = det
         return det
 
-    def _decode(self, gray: np.ndarray, quad: np.ndarray) -> tuple[int, np.ndarray] | None:
+    def _decode(self, gray: np.ndarray, quad: np.ndarray,
+                retry: bool = True) -> tuple[int, np.ndarray] | None:
         """(id, corners from the tag's top-left, clockwise) of a candidate quad, or None.
 
         A small tag's contour quad is often half a pixel inside or outside the black square,
@@ -159,7 +160,7 @@ class TagDetector:
         wrong bits, so tag-like clutter stays rejected (none in the benchmark or the tests).
         """
         got, near = self._read(gray, quad)
-        if got is not None or not near:
+        if got is not None or not near or not retry:
             return got
         side_px = float(np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1).mean())
         if side_px > self.retry_px:
@@ -196,32 +197,27 @@ class TagDetector:
         # is then at quad corner (4 - k) % 4.
         return (tag, np.roll(quad, -((4 - k) % 4), axis=0)), False
 
-    def detect(self, image: np.ndarray, places: int | None = 1) -> list[Detection]:
-        """All bib tags in the image, sorted by tag id (px and corners rounded to `places`)."""
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """All bib tags in the image, sorted by tag id."""
         if image.ndim == 3:
             image = self._cv2.cvtColor(image, self._cv2.COLOR_BGR2GRAY)
-        det = self._detector_for(max(image.shape[:2]))
-        corners, ids, rejected = det.detectMarkers(image)
+        return sorted((_detection(tag, q) for tag, q in self._find(image, retry=True).items()),
+                      key=lambda d: d.tag)
+
+    def _find(self, gray: np.ndarray, retry: bool) -> dict[int, np.ndarray]:
+        """Bib tag id -> its corners (4x2, from the tag's top-left, clockwise), unrounded."""
+        corners, ids, rejected = self._detector_for(max(gray.shape[:2])).detectMarkers(gray)
         found: dict[int, np.ndarray] = {}
         if self.fast:
             for quad in rejected:
-                got = self._decode(image, quad.reshape(4, 2).astype(np.float32))
+                got = self._decode(gray, quad.reshape(4, 2).astype(np.float32), retry)
                 if got is not None and got[0] not in found:
                     found[got[0]] = got[1]
         elif ids is not None:
             for quad, tag in zip(corners, ids.ravel().tolist()):
                 found.setdefault(int(tag), quad.reshape(4, 2))
-        out = []
-        for tag, q in found.items():
-            if not MIN_TAG <= tag <= MAX_TAG:
-                continue
-            q = q.astype(np.float64)
-            sides = np.linalg.norm(q - np.roll(q, -1, axis=0), axis=1)
-            out.append(Detection(int(tag), _round(float(sides.mean()), places),
-                                 tuple((_round(float(x), places), _round(float(y), places))
-                                       for x, y in q)))
-        out.sort(key=lambda d: d.tag)
-        return out
+        return {tag: q.astype(np.float64) for tag, q in found.items()
+                if MIN_TAG <= tag <= MAX_TAG}
 
     def detect_any_size(self, image: np.ndarray) -> list[Detection]:
         """`detect`, plus tags bigger than `max_px` (a close-up photo, a printed bib sheet),
@@ -231,36 +227,25 @@ class TagDetector:
         cv2 = self._cv2
         if image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        found = {d.tag: d for d in self.detect(image)}
+        found = self._find(image, retry=True)
         scale = 1
-        retry_px = self.retry_px
-        try:
+        while max(image.shape[:2]) > 2 * self.max_px:
+            h, w = image.shape[:2]
+            image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+            scale *= 2
             # Halved, anything that looks like a small tag was a big, sharp thing in the
             # picture: no second tries with nudged edges, which can talk other marker
             # families into a bib (an ArUco marker read as tag 430 at quarter size).
-            self.retry_px = 0
-            while max(image.shape[:2]) > 2 * self.max_px:
-                h, w = image.shape[:2]
-                image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-                scale *= 2
-                for d in self.detect(image, places=None):
-                    if d.tag not in found:  # the finer reading of a tag is the better one
-                        found[d.tag] = _rescaled(d, scale)
-        finally:
-            self.retry_px = retry_px
-        return sorted(found.values(), key=lambda d: d.tag)
+            for tag, q in self._find(image, retry=False).items():
+                if tag not in found:  # the finer reading of a tag is the better one
+                    found[tag] = (q + 0.5) * scale - 0.5
+        return sorted((_detection(tag, q) for tag, q in found.items()), key=lambda d: d.tag)
 
 
-def _round(value: float, places: int | None) -> float:
-    return value if places is None else round(value, places)
-
-
-def _rescaled(d: Detection, scale: int) -> Detection:
-    """A detection in an image `scale` times smaller, in the full image's pixels: px from
-    the scaled corners, so it stays their mean side."""
-    q = np.array([((x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5) for x, y in d.corners])
+def _detection(tag: int, q: np.ndarray) -> Detection:
+    """A tag read at corners `q`: px is their mean side (0.1 px, as the corners)."""
     sides = np.linalg.norm(q - np.roll(q, -1, axis=0), axis=1)
-    return Detection(d.tag, round(float(sides.mean()), 1),
+    return Detection(int(tag), round(float(sides.mean()), 1),
                      tuple((round(float(x), 1), round(float(y), 1)) for x, y in q))
 
 
