@@ -26,7 +26,7 @@ import unicodedata
 import zlib
 from pathlib import Path
 
-from station.config import MAX_BIB, load_config
+from station.config import MAX_BIB, NOT_IN_NAMES, load_config
 
 DPI = 300
 PAGE_MM = (210.0, 297.0)            # A4 portrait
@@ -69,7 +69,7 @@ def tag_image(tag: int, side_px: int):
 def printable(name: str) -> str:
     """The name as one line: control characters and line breaks become spaces. Config refuses
     them already; this keeps a sheet printable whatever reaches it."""
-    name = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs") else c
+    name = "".join(" " if unicodedata.category(c) in NOT_IN_NAMES else c
                    for c in name[:NAME_MAX_CHARS])
     return " ".join(name.split())
 

@@ -90,7 +90,7 @@ def _refused(exc: ValueError, back: str | None = None):
 def _bib(text: str, allow_zero: bool = False) -> int:
     text = (text or "").strip()
     low = 0 if allow_zero else 1
-    if not views.is_count(text) or not low <= int(text) <= MAX_BIB:
+    if not views.is_bib(text, low):
         raise ValueError(f"the bib must be a number from {low} to {MAX_BIB}, not {text!r}.")
     return int(text)
 

@@ -4,8 +4,9 @@ roster (names and bibs, CSV import and export, bib sheets) and coach logins.
 Settings and the roster are the station's TOML configuration. Every change is validated by
 `station.config.parse_config`, the same code that reads the file at start-up, so a bad value
 is refused with the key it concerns (`laps.min_lap_s: must be between 1 and 3600 (s), not
-0`) and the running station keeps its old settings. A good change is written back to the file (atomically, the
-old file kept as `.bak`) and handed to the worker if it can apply it while running.
+0`) and the running station keeps its old settings. A good change is written back to the
+file (atomically, the old file kept as `.bak`) and handed to the worker if it can apply it
+while running.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from flask import Response, current_app, flash, g, redirect, render_template, re
 from station.config import MAX_BIB, ConfigError, loads_config, parse_config
 from station.web.auth import check_new_login, hash_password, login_required, password_ok
 from station.web.coach import bp
-from station.web.views import is_count
+from station.web.views import is_bib, is_count
 
 _SHEETS_LOCK = threading.Lock()
 
@@ -175,7 +176,7 @@ def parse_roster_csv(text: str) -> list[dict]:
         if not any(c.strip() for c in row):
             continue
         cell = row[bib_col].strip() if bib_col < len(row) else ""
-        if not is_count(cell) or not 1 <= int(cell) <= MAX_BIB:
+        if not is_bib(cell):
             raise ValueError(f"line {line_no}: bib must be a number from 1 to {MAX_BIB}, "
                              f"not {cell!r}")
         bib = int(cell)
@@ -219,7 +220,7 @@ def roster_change():
             message = f"Roster imported: {len(runners)} runners."
         elif action == "save":
             bib_text = request.form.get("bib", "").strip()
-            if not is_count(bib_text) or not 1 <= int(bib_text) <= MAX_BIB:
+            if not is_bib(bib_text):
                 raise ValueError(f"bib must be a number from 1 to {MAX_BIB}, not {bib_text!r}")
             bib = int(bib_text)
             name = request.form.get("name", "").strip()[:60]
@@ -259,7 +260,7 @@ def bib_sheets():
     runners = [(r.bib, r.name) for r in sorted(_station().config.runners, key=lambda r: r.bib)]
     wanted = request.args.get("bib", "").strip()
     if wanted:
-        if not is_count(wanted) or not 1 <= int(wanted) <= MAX_BIB:
+        if not is_bib(wanted):
             return render_template("error.html", code=400, name="Bad bib",
                                    description=f"bib must be 1 to {MAX_BIB}, not {wanted!r}."), 400
         runners = [(int(wanted), _station().config.runner_name(int(wanted)))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from station.config import MAX_BIB
 from station.engine.model import Results
 
 FACINGS = ("forward", "backward", "mixed", "unobserved")
@@ -20,6 +21,11 @@ def is_count(text: str) -> bool:
     """Only ASCII digits: str.isdigit() also takes '３' and '²', which int() reads or refuses
     and which must never reach a header or a file name."""
     return text.isascii() and text.isdigit()
+
+
+def is_bib(text: str, low: int = 1) -> bool:
+    """A bib number as typed in a form or a CSV cell: `low` (0: anonymous) to MAX_BIB."""
+    return is_count(text) and low <= int(text) <= MAX_BIB
 
 
 def results_of(state) -> Results:
